@@ -78,46 +78,73 @@ cuda_toolkit_repository = repository_rule(
     local = True,
 )
 
+
+def _nvcc_archive_impl(ctx):
+    compilation = cc_common.merge_cc_infos(
+        cc_infos = [dep[CcInfo] for dep in ctx.attr.deps],
+    ).compilation_context
+    include_flags = ["-I."]
+    for directory in compilation.includes.to_list() + compilation.quote_includes.to_list():
+        include_flags.append("-I" + directory)
+    for directory in compilation.system_includes.to_list():
+        include_flags.append("-isystem=" + directory)
+    include_flags.append("-I" + ctx.bin_dir.path)
+    define_flags = ["-D" + d for d in compilation.defines.to_list()]
+    nvcc = ctx.files._nvcc[0].path
+    for f in ctx.files._nvcc:
+        if f.path.endswith("bin/nvcc"):
+            nvcc = f.path
+    args = ["-lib", "-std=c++20", "-O3", "-Xcompiler=-fPIC,-Wall", "-Werror=all-warnings",
+            "-Xptxas=-warn-spills,-warn-lmem-usage"] + CUDA_GENCODE + include_flags + define_flags
+    args += ctx.attr.copts + ["-o", ctx.outputs.archive.path] + [f.path for f in ctx.files.srcs]
+    ctx.actions.run(
+        executable = nvcc,
+        arguments = args,
+        inputs = depset(ctx.files.srcs + ctx.files.hdrs, transitive = [compilation.headers, depset(ctx.files._nvcc)]),
+        outputs = [ctx.outputs.archive],
+        mnemonic = "Nvcc",
+        progress_message = "nvcc sm_80/sm_90 %s" % ctx.label,
+        use_default_shell_env = True,
+    )
+
+_nvcc_archive = rule(
+    implementation = _nvcc_archive_impl,
+    attrs = {
+        "srcs": attr.label_list(allow_files = [".cu"]),
+        "hdrs": attr.label_list(allow_files = [".h", ".cuh"]),
+        "deps": attr.label_list(providers = [CcInfo]),
+        "copts": attr.string_list(),
+        "archive": attr.output(mandatory = True),
+        "_nvcc": attr.label(default = "@cuda//:nvcc"),
+    },
+)
+
 _CUDA_ONLY = select({
     "//bazel:cuda_enabled": [],
-    "//conditions:default": ["@platforms//:incompatible"],
+    "//conditions:default": ["//bazel:incompatible"],
 })
 
 def cuda_library(name, srcs, hdrs = [], deps = [], copts = [], **kwargs):
-    """A cc_library whose `.cu` sources are compiled by nvcc.
+    """A cc_library whose `.cu` sources are compiled by nvcc into an archive.
 
     Args:
       name: the cc_library's name.
       srcs: `.cu` files, plus headers only they include.
       hdrs: public headers (plain C++, includable without nvcc).
-      deps: cc_library targets whose headers the `.cu` files include.
+      deps: cc_library targets whose headers the `.cu` files include and
+        whose code they link against.
       copts: extra nvcc flags.
       **kwargs: passed to the cc_library (visibility, tags, ...).
     """
-    cu_srcs = [s for s in srcs if s.endswith(".cu")]
-    private_hdrs = [s for s in srcs if not s.endswith(".cu")]
     archive = "lib{}_device.a".format(name)
-    native.genrule(
+    _nvcc_archive(
         name = name + "_nvcc",
-        srcs = cu_srcs + private_hdrs + hdrs + deps,
-        outs = [archive],
-        tools = ["@cuda//:nvcc"],
-        cmd = " ".join([
-            "external/cuda/bin/nvcc",
-            "-lib",
-            "-std=c++20",
-            "-O3",
-            "-Xcompiler=-fPIC,-Wall",
-            "-Werror=all-warnings",
-            "-Xptxas=-warn-spills",
-            "-I.",
-            "-I$(GENDIR)",
-        ] + CUDA_GENCODE + copts + [
-            "-o $@",
-            " ".join(["$(location {})".format(s) for s in cu_srcs]),
-        ]),
+        srcs = [s for s in srcs if s.endswith(".cu")],
+        hdrs = hdrs + [s for s in srcs if not s.endswith(".cu")],
+        deps = deps + ["@cuda//:headers"],
+        copts = copts,
+        archive = archive,
         target_compatible_with = _CUDA_ONLY,
-        message = "nvcc sm_80/sm_90 " + name,
     )
     native.cc_library(
         name = name,
