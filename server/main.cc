@@ -64,6 +64,9 @@ int Run() {
     raw_server->Shutdown(drain_timeout);
   });
   (*server)->Wait();
+  // Wait() returns once gRPC has shut down, possibly while the watcher is
+  // still returning from Shutdown(); the server must outlive it.
+  signals.Stop();
   spdlog::info("kestrel-server stopped");
   spdlog::shutdown();
   return 0;

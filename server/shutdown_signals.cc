@@ -17,7 +17,9 @@ ShutdownSignals::ShutdownSignals() {
   pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
 }
 
-ShutdownSignals::~ShutdownSignals() {
+ShutdownSignals::~ShutdownSignals() { Stop(); }
+
+void ShutdownSignals::Stop() {
   if (watcher_.joinable()) {
     pthread_kill(watcher_.native_handle(), kWakeSignal);
     watcher_.join();

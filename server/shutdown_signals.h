@@ -25,6 +25,11 @@ class ShutdownSignals {
   // `on_signal(signal_number)` once, from the watcher thread.
   void Watch(std::function<void(int)> on_signal);
 
+  // Stops the watcher and waits for it, including an on_signal call in
+  // progress. Call it before destroying anything on_signal uses. Idempotent;
+  // the destructor calls it too.
+  void Stop();
+
  private:
   sigset_t signals_;
   std::thread watcher_;
