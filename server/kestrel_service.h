@@ -6,7 +6,7 @@
 #include <string>
 
 #include "absl/time/time.h"
-#include "kestrel/v1/server_info.grpc.pb.h"
+#include "kestrel/v1/kestrel.grpc.pb.h"
 
 namespace kestrel::server {
 

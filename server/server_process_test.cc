@@ -12,7 +12,7 @@
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
-#include "kestrel/v1/server_info.grpc.pb.h"
+#include "kestrel/v1/kestrel.grpc.pb.h"
 #include "testing/subprocess.h"
 
 namespace kestrel::server {
