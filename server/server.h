@@ -1,17 +1,19 @@
-// The gRPC server process core: builds the grpc::Server with Kestrel's
-// services, the standard health service and server reflection, and shuts it
-// down gracefully.
+// The gRPC server: Kestrel's service, the standard health service and
+// server reflection on one port, with optional TLS and interceptors (API
+// keys), and a graceful shutdown.
 #ifndef KESTREL_SERVER_SERVER_H_
 #define KESTREL_SERVER_SERVER_H_
 
 #include <memory>
 #include <string>
+#include <vector>
 
+#include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
+#include <grpcpp/support/server_interceptor.h>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "server/kestrel_service.h"
 
 namespace kestrel::server {
 
@@ -20,19 +22,21 @@ struct ServerOptions {
   std::string listen_address = "0.0.0.0:50051";
   // Largest request message accepted, in bytes.
   int max_receive_message_bytes = 4 << 20;
+  // TLS (or mutual TLS) credentials; null serves plaintext.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  // Run on every call, in order (e.g. API-key checks).
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
 };
 
-// A running gRPC server. Thread-safe: Shutdown() may be called from any
-// thread (typically the signal watcher) while another thread is in Wait().
-//
-//   ASSIGN_OR_RETURN(auto server, Server::Create(options));
-//   ... on SIGTERM: server->Shutdown(absl::Seconds(30));
-//   server->Wait();
+// A running gRPC server. Health starts NOT_SERVING: call SetServing(true)
+// once the model is loaded and warmed up. Thread-safe: SetServing and
+// Shutdown may be called from any thread while another is in Wait().
 class Server {
  public:
-  // Starts listening. Fails with a clear error when the address is invalid or
-  // already in use.
-  static absl::StatusOr<std::unique_ptr<Server>> Create(const ServerOptions& options);
+  // Starts listening. `service` (not owned) must outlive the server. Fails
+  // with a clear error when the address is invalid or already in use.
+  static absl::StatusOr<std::unique_ptr<Server>> Create(ServerOptions options,
+                                                        grpc::Service* service);
 
   ~Server();
   Server(const Server&) = delete;
@@ -41,21 +45,22 @@ class Server {
   // The port actually bound (differs from the configured one when that was 0).
   int port() const { return port_; }
 
-  // Marks the server NOT_SERVING on the health service, stops accepting new
-  // calls, and waits up to `grace` for in-flight calls before cancelling them.
+  // What grpc.health.v1 reports for the whole server.
+  void SetServing(bool serving);
+
+  // Stops accepting calls and waits up to `grace` for calls in flight before
+  // cancelling them; health turns NOT_SERVING first.
   void Shutdown(absl::Duration grace);
 
   // Blocks until Shutdown() has completed.
   void Wait();
 
  private:
-  Server(std::unique_ptr<KestrelService> service, int port)
-      : service_(std::move(service)), port_(port) {}
+  Server(std::unique_ptr<grpc::Server> server, int port)
+      : grpc_server_(std::move(server)), port_(port) {}
 
-  // Constant after construction. The service must outlive grpc_server_.
-  std::unique_ptr<KestrelService> service_;
-  std::unique_ptr<grpc::Server> grpc_server_;
-  int port_;
+  const std::unique_ptr<grpc::Server> grpc_server_;
+  const int port_;
 };
 
 }  // namespace kestrel::server

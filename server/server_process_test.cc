@@ -1,19 +1,18 @@
-// Runs the real kestrel-server binary: health and reflection over gRPC, the
-// error for an address in use, and a clean exit on SIGTERM and SIGINT.
+// Runs the real kestrel-server binary on the built-in demo model: health,
+// reflection, model info, startup errors, and a clean exit on SIGTERM and
+// SIGINT.
 #include <csignal>
 #include <fstream>
-#include <memory>
 #include <set>
 #include <string>
 
 #include <catch2/catch.hpp>
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
+#include <grpcpp/client_context.h>
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "kestrel/v1/kestrel.grpc.pb.h"
-#include "testing/subprocess.h"
+#include "server/test_server.h"
 
 namespace kestrel::server {
 namespace {
@@ -21,56 +20,43 @@ namespace {
 using namespace std::chrono_literals;
 using ::kestrel::testing::Subprocess;
 
-// A kestrel-server on a free loopback port, with its log kept for failures.
-struct RunningServer {
-  std::filesystem::path dir;
-  std::optional<Subprocess> process;
-  int port = 0;
-
-  std::string Log() const {
-    std::ifstream in(dir / "server.log");
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
-  std::shared_ptr<grpc::Channel> Channel() const {
-    return grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
-                               grpc::InsecureChannelCredentials());
-  }
-};
-
-RunningServer StartServer() {
-  RunningServer server;
-  server.dir = ::kestrel::testing::MakeTempDir("kestrel_server");
-  server.process = Subprocess::Start(
-      {::kestrel::testing::RunfilePath("server/kestrel-server").string(), "--listen=127.0.0.1:0",
-       "--port_file=" + (server.dir / "port").string(), "--drain_timeout=5s"},
-      server.dir / "server.log");
-  REQUIRE(server.process.has_value());
-  auto port = ::kestrel::testing::WaitForFile(server.dir / "port", *server.process, 30s);
-  INFO("server log:\n" << server.Log());
-  REQUIRE(port.has_value());
-  server.port = std::stoi(*port);
-  REQUIRE(server.port > 0);
-  return server;
+TestServer StartDemo(std::vector<std::string> args = {}) {
+  std::optional<TestServer> server = TestServer::Start(args);
+  REQUIRE(server.has_value());
+  return std::move(*server);
 }
 
-grpc::health::v1::HealthCheckResponse::ServingStatus CheckHealth(const RunningServer& server) {
+grpc::health::v1::HealthCheckResponse::ServingStatus CheckHealth(const TestServer& server) {
   auto stub = grpc::health::v1::Health::NewStub(server.Channel());
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + 10s);
-  grpc::health::v1::HealthCheckRequest request;
   grpc::health::v1::HealthCheckResponse response;
-  grpc::Status status = stub->Check(&context, request, &response);
+  grpc::Status status = stub->Check(&context, {}, &response);
   INFO("Check: " << status.error_message());
   REQUIRE(status.ok());
   return response.status();
 }
 
-TEST_CASE("kestrel-server reports SERVING and exits 0 on SIGTERM") {
-  RunningServer server = StartServer();
-  CHECK(CheckHealth(server) == grpc::health::v1::HealthCheckResponse::SERVING);
+// Runs the binary with `args` and returns its exit status and log.
+std::pair<int, std::string> RunToExit(const std::vector<std::string>& args) {
+  auto dir = ::kestrel::testing::MakeTempDir("kestrel_server_exit");
+  std::vector<std::string> argv = {::kestrel::testing::RunfilePath("server/kestrel-server").string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto process = Subprocess::Start(argv, dir / "server.log");
+  REQUIRE(process.has_value());
+  std::optional<int> status = process->WaitForExit(60s);
+  std::ifstream in(dir / "server.log");
+  std::string log(std::istreambuf_iterator<char>(in), {});
+  INFO("log:\n" << log);
+  REQUIRE(status.has_value());
+  return {*status, log};
+}
 
+TEST_CASE("kestrel-server reports SERVING and exits 0 on SIGTERM") {
+  TestServer server = StartDemo();
+  CHECK(CheckHealth(server) == grpc::health::v1::HealthCheckResponse::SERVING);
   REQUIRE(server.process->Signal(SIGTERM));
-  std::optional<int> exit_status = server.process->WaitForExit(20s);
+  std::optional<int> exit_status = server.process->WaitForExit(30s);
   INFO("server log:\n" << server.Log());
   REQUIRE(exit_status.has_value());
   CHECK(*exit_status == 0);
@@ -78,24 +64,41 @@ TEST_CASE("kestrel-server reports SERVING and exits 0 on SIGTERM") {
 }
 
 TEST_CASE("kestrel-server exits 0 on SIGINT") {
-  RunningServer server = StartServer();
+  TestServer server = StartDemo();
   REQUIRE(server.process->Signal(SIGINT));
-  std::optional<int> exit_status = server.process->WaitForExit(20s);
+  std::optional<int> exit_status = server.process->WaitForExit(30s);
   INFO("server log:\n" << server.Log());
   REQUIRE(exit_status.has_value());
   CHECK(*exit_status == 0);
 }
 
-TEST_CASE("kestrel-server answers GetServerInfo and lists its services by reflection") {
-  RunningServer server = StartServer();
-
-  auto kestrel_stub = kestrel::v1::Kestrel::NewStub(server.Channel());
-  grpc::ClientContext info_context;
-  info_context.set_deadline(std::chrono::system_clock::now() + 10s);
-  kestrel::v1::GetServerInfoResponse info;
-  REQUIRE(kestrel_stub->GetServerInfo(&info_context, {}, &info).ok());
-  CHECK_FALSE(info.version().empty());
-  CHECK(info.listen_address() == "127.0.0.1:0");
+TEST_CASE("kestrel-server describes itself and lists its services by reflection") {
+  TestServer server = StartDemo();
+  auto stub = kestrel::v1::Kestrel::NewStub(server.Channel());
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + 10s);
+    kestrel::v1::GetServerInfoResponse info;
+    REQUIRE(stub->GetServerInfo(&context, {}, &info).ok());
+    CHECK_FALSE(info.version().empty());
+    CHECK(info.listen_address() == "127.0.0.1:0");
+    CHECK_FALSE(info.draining());
+    CHECK(info.load().kv_blocks_total() > 0);
+    CHECK(info.load().kv_blocks_free() == info.load().kv_blocks_total());
+    CHECK(info.load().kv_block_size() == 16);
+    CHECK(info.config().at("model") == "demo");
+  }
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + 10s);
+    kestrel::v1::ModelInfo info;
+    REQUIRE(stub->GetModelInfo(&context, {}, &info).ok());
+    CHECK(info.name() == "demo");
+    CHECK(info.architecture() == "llama");
+    CHECK(info.vocab_size() > 256);
+    CHECK(info.context_length() > 0);
+    CHECK(info.num_parameters() > 0);
+  }
 
   auto reflection = grpc::reflection::v1alpha::ServerReflection::NewStub(server.Channel());
   grpc::ClientContext context;
@@ -119,35 +122,30 @@ TEST_CASE("kestrel-server answers GetServerInfo and lists its services by reflec
 }
 
 TEST_CASE("kestrel-server refuses an address already in use with a clear error") {
-  RunningServer first = StartServer();
-  auto dir = ::kestrel::testing::MakeTempDir("kestrel_server_busy");
-  auto second = Subprocess::Start({::kestrel::testing::RunfilePath("server/kestrel-server").string(),
-                                   "--listen=127.0.0.1:" + std::to_string(first.port)},
-                                  dir / "server.log");
-  REQUIRE(second.has_value());
-  std::optional<int> exit_status = second->WaitForExit(20s);
-  std::ifstream in(dir / "server.log");
-  std::string log(std::istreambuf_iterator<char>(in), {});
-  INFO("second server log:\n" << log);
-  REQUIRE(exit_status.has_value());
-  CHECK(*exit_status == 1);
+  TestServer first = StartDemo();
+  auto [status, log] = RunToExit({"--listen=127.0.0.1:" + std::to_string(first.port),
+                                  "--metrics_address="});
+  CHECK(status == 1);
   CHECK(log.find("127.0.0.1:" + std::to_string(first.port)) != std::string::npos);
 }
 
-TEST_CASE("kestrel-server rejects a bad flag value") {
-  auto dir = ::kestrel::testing::MakeTempDir("kestrel_server_flags");
-  auto process = Subprocess::Start({::kestrel::testing::RunfilePath("server/kestrel-server").string(),
-                                    "--log_level=loud"},
-                                   dir / "server.log");
-  REQUIRE(process.has_value());
-  std::optional<int> exit_status = process->WaitForExit(20s);
-  std::ifstream in(dir / "server.log");
-  std::string log(std::istreambuf_iterator<char>(in), {});
-  INFO("log:\n" << log);
-  REQUIRE(exit_status.has_value());
-  CHECK(*exit_status == 2);
-  CHECK(log.find("--log_level") != std::string::npos);
-  CHECK(log.find("loud") != std::string::npos);
+TEST_CASE("kestrel-server rejects bad flags and missing models by name") {
+  {
+    auto [status, log] = RunToExit({"--log_level=loud"});
+    CHECK(status == 2);
+    CHECK(log.find("--log_level") != std::string::npos);
+    CHECK(log.find("loud") != std::string::npos);
+  }
+  {
+    auto [status, log] = RunToExit({"--model=/nonexistent/model", "--metrics_address="});
+    CHECK(status == 1);
+    CHECK(log.find("/nonexistent/model") != std::string::npos);
+  }
+  {
+    auto [status, log] = RunToExit({"--scheduling_policy=random", "--metrics_address="});
+    CHECK(status == 2);
+    CHECK(log.find("--scheduling_policy") != std::string::npos);
+  }
 }
 
 }  // namespace

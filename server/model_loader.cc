@@ -1,0 +1,147 @@
+#include "server/model_loader.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "engine/runner_executor.h"
+#include "model/model_runner.h"
+#include "model/synthetic.h"
+
+namespace kestrel::server {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The demo model's weights are a pure function of this seed.
+constexpr uint64_t kDemoSeed = 20261125;
+
+int64_t CountParameters(const model::ModelWeights& weights) {
+  auto matrix = [](const model::Matrix& m) { return m.rows * m.cols; };
+  int64_t total = matrix(weights.embed_tokens()) + static_cast<int64_t>(weights.final_norm().size());
+  if (weights.lm_head().data != weights.embed_tokens().data) total += matrix(weights.lm_head());
+  for (const model::LayerWeights& l : weights.layers()) {
+    total += matrix(l.q_proj) + matrix(l.k_proj) + matrix(l.v_proj) + matrix(l.o_proj) +
+             matrix(l.gate_proj) + matrix(l.up_proj) + matrix(l.down_proj);
+    for (const model::Vec* v : {&l.input_norm, &l.post_attention_norm, &l.q_bias, &l.k_bias,
+                                &l.v_bias, &l.o_bias, &l.q_norm, &l.k_norm}) {
+      total += static_cast<int64_t>(v->size());
+    }
+  }
+  return total;
+}
+
+// A private directory that is removed when this goes out of scope.
+class TempDir {
+ public:
+  static absl::StatusOr<TempDir> Create() {
+    const char* base = getenv("TMPDIR");
+    std::string pattern = (fs::path(base ? base : "/tmp") / "kestrel-demo.XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr) {
+      return absl::InternalError(absl::StrCat("cannot create a temporary directory ", pattern));
+    }
+    return TempDir(pattern);
+  }
+  TempDir(TempDir&& other) noexcept : path_(std::move(other.path_)) { other.path_.clear(); }
+  ~TempDir() {
+    std::error_code ec;
+    if (!path_.empty()) fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  explicit TempDir(fs::path path) : path_(std::move(path)) {}
+  fs::path path_;
+};
+
+}  // namespace
+
+absl::StatusOr<LoadedModel> LoadModel(const ModelLoadOptions& options) {
+  LoadedModel loaded;
+  model::ModelRunner::Options runner_options;
+  runner_options.num_threads = options.num_threads;
+  runner_options.kv_cache_bytes = options.kv_cache_bytes;
+  runner_options.storage = options.mmap_weights
+                               ? model::SafetensorsCheckpoint::Storage::kFileMmap
+                               : model::SafetensorsCheckpoint::Storage::kAnonymous;
+  std::string name = options.model_name;
+
+  std::unique_ptr<model::ModelRunner> runner;
+  if (options.model == "demo") {
+    // The demo checkpoint is generated, loaded into anonymous memory, and
+    // its files deleted: nothing of it stays on disk.
+    ASSIGN_OR_RETURN(TempDir dir, TempDir::Create());
+    ASSIGN_OR_RETURN(std::string config, model::SyntheticPresetConfig("tiny", model::DType::kF32));
+    model::SyntheticCheckpointOptions synth;
+    synth.dir = dir.path();
+    synth.config_json = config;
+    synth.dtype = model::DType::kF32;
+    synth.seed = kDemoSeed;
+    synth.write_tokenizer = false;
+    RETURN_IF_ERROR(model::WriteSyntheticCheckpoint(synth));
+    runner_options.model_dir = dir.path();
+    runner_options.storage = model::SafetensorsCheckpoint::Storage::kAnonymous;
+    ASSIGN_OR_RETURN(runner, model::ModelRunner::Create(runner_options));
+    ASSIGN_OR_RETURN(loaded.tokenizer,
+                     tokenizer::Tokenizer::FromJson(
+                         model::SyntheticTokenizerJson(runner->config().vocab_size), "", {}));
+    if (name.empty()) name = "demo";
+  } else {
+    const fs::path dir(options.model);
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) {
+      return absl::NotFoundError(
+          absl::StrCat("--model=", options.model, " is neither \"demo\" nor a directory"));
+    }
+    runner_options.model_dir = dir;
+    ASSIGN_OR_RETURN(runner, model::ModelRunner::Create(runner_options));
+    absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
+        tokenizer::Tokenizer::LoadFromDirectory(dir.string(), {});
+    if (!tok.ok()) {
+      return absl::Status(tok.status().code(), absl::StrCat("loading the tokenizer of --model=",
+                                                            options.model, ": ",
+                                                            tok.status().message()));
+    }
+    loaded.tokenizer = std::move(*tok);
+    if (name.empty()) name = fs::absolute(dir).lexically_normal().filename().string();
+    if (name.empty()) name = fs::absolute(dir).lexically_normal().parent_path().filename().string();
+  }
+
+  const model::ModelConfig& config = runner->config();
+  if (loaded.tokenizer->vocab_size() > config.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the tokenizer has ids up to ", loaded.tokenizer->vocab_size() - 1,
+        " but the model's vocab_size is ", config.vocab_size));
+  }
+  for (int64_t eos : config.eos_token_ids) loaded.eos_token_ids.push_back(static_cast<int32_t>(eos));
+  if (loaded.eos_token_ids.empty() && loaded.tokenizer->config().eos_id.has_value()) {
+    loaded.eos_token_ids.push_back(*loaded.tokenizer->config().eos_id);
+  }
+
+  kestrel::v1::ModelInfo& info = loaded.info;
+  info.set_name(name);
+  info.set_architecture(std::string(model::ModelTypeName(config.model_type)));
+  info.set_vocab_size(static_cast<int32_t>(config.vocab_size));
+  info.set_dtype(model::DTypeName(runner->weights().embed_tokens().dtype));
+  if (!config.bos_token_ids.empty()) {
+    info.set_bos_token_id(static_cast<int32_t>(config.bos_token_ids[0]));
+  } else if (loaded.tokenizer->config().bos_id.has_value()) {
+    info.set_bos_token_id(*loaded.tokenizer->config().bos_id);
+  }
+  info.mutable_eos_token_ids()->Add(loaded.eos_token_ids.begin(), loaded.eos_token_ids.end());
+  info.set_has_chat_template(!loaded.tokenizer->config().chat_template.empty());
+  info.set_num_parameters(CountParameters(runner->weights()));
+
+  ASSIGN_OR_RETURN(std::unique_ptr<engine::RunnerExecutor> executor,
+                   engine::RunnerExecutor::Create(std::move(runner), options.max_model_len));
+  info.set_context_length(executor->max_model_len());
+  loaded.executor = std::move(executor);
+  return loaded;
+}
+
+}  // namespace kestrel::server

@@ -1,0 +1,49 @@
+// Loads what the server serves: a Hugging Face model directory, or the
+// built-in demo model (a small deterministic random-weight Llama with a
+// byte-level tokenizer, so a fresh checkout serves requests with no files).
+#ifndef KESTREL_SERVER_MODEL_LOADER_H_
+#define KESTREL_SERVER_MODEL_LOADER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/model_executor.h"
+#include "kestrel/v1/info.pb.h"
+#include "model/tokenizer/tokenizer.h"
+
+namespace kestrel::server {
+
+struct ModelLoadOptions {
+  // "demo" for the built-in model, else a directory with config.json,
+  // safetensors weights and tokenizer.json.
+  std::string model = "demo";
+  // Name reported by GetModelInfo and in metrics; empty: "demo" or the
+  // directory's base name.
+  std::string model_name;
+  // Threads for GEMM and attention; 0 = one per CPU.
+  int num_threads = 0;
+  // Bytes for the paged KV cache.
+  uint64_t kv_cache_bytes = 256ull << 20;
+  // Cap on prompt plus output; 0 = the model's context length.
+  int max_model_len = 0;
+  // Map the checkpoint file instead of copying it into anonymous memory.
+  bool mmap_weights = false;
+};
+
+struct LoadedModel {
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer;
+  std::unique_ptr<engine::ModelExecutor> executor;
+  kestrel::v1::ModelInfo info;
+  std::vector<int32_t> eos_token_ids;
+};
+
+// Errors name the path or flag at fault (missing config.json, bad
+// tokenizer.json, a checkpoint that does not match its config, ...).
+absl::StatusOr<LoadedModel> LoadModel(const ModelLoadOptions& options);
+
+}  // namespace kestrel::server
+
+#endif  // KESTREL_SERVER_MODEL_LOADER_H_

@@ -1,0 +1,34 @@
+// Translates kestrel.v1 messages to the engine's transport-neutral types and
+// back. Validation of ranges lives here and in the engine (which owns the
+// limits that depend on the model); errors name the field and value.
+#ifndef KESTREL_SERVER_REQUEST_CONVERT_H_
+#define KESTREL_SERVER_REQUEST_CONVERT_H_
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "engine/request.h"
+#include "kestrel/v1/generate.pb.h"
+#include "model/tokenizer/tokenizer.h"
+
+namespace kestrel::server {
+
+// Builds engine parameters from `request`: tokenizes a text prompt (special
+// tokens written in user text are treated as plain text, so clients cannot
+// inject control tokens), applies the documented defaults, and sets the
+// deadline. INVALID_ARGUMENT names the offending field.
+absl::StatusOr<engine::GenerateParams> ToGenerateParams(const kestrel::v1::GenerateRequest& request,
+                                                        const tokenizer::Tokenizer& tokenizer,
+                                                        absl::Time deadline);
+
+kestrel::v1::FinishReason ToProto(engine::FinishReason reason);
+
+// Fills a TokenChunk from an engine event (token text of logprobs via
+// `tokenizer`); `want_ids` / `want_text` follow the request's output options.
+void ToProto(const engine::TokenEvent& event, const tokenizer::Tokenizer& tokenizer, bool want_ids,
+             bool want_text, kestrel::v1::TokenChunk* chunk);
+
+void ToProto(const engine::FinishEvent& event, kestrel::v1::Finished* finished);
+
+}  // namespace kestrel::server
+
+#endif  // KESTREL_SERVER_REQUEST_CONVERT_H_
