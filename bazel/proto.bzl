@@ -51,6 +51,11 @@ def cc_grpc_library(name, srcs, deps = [], grpc = True, **kwargs):
         srcs = [o for o in outs if o.endswith(".cc")],
         hdrs = [o for o in outs if o.endswith(".h")],
         includes = ["."],
+        # Generated code registers each file's descriptors from a static
+        # initializer. A file whose symbols nobody references (a service-only
+        # .proto) would otherwise be dropped by the linker, and server
+        # reflection could not describe it.
+        alwayslink = True,
         deps = deps + ["@system//:protobuf"] + (["@system//:grpcpp"] if grpc else []),
         **kwargs
     )
