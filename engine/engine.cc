@@ -120,10 +120,11 @@ Engine::Engine(const Options& options, std::unique_ptr<ModelExecutor> executor,
 
 Engine::~Engine() {
   {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock lock(mu_);
     accepting_ = false;
     stop_ = true;
   }
+  work_cv_.notify_all();
   if (loop_.joinable()) loop_.join();
 }
 
@@ -193,7 +194,7 @@ absl::Status Engine::Validate(const GenerateParams& p) const {
 absl::StatusOr<uint64_t> Engine::Submit(GenerateParams params, std::shared_ptr<RequestSink> sink) {
   if (sink == nullptr) return absl::InvalidArgumentError("Submit needs a sink");
   RETURN_IF_ERROR(Validate(params));
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   if (!accepting_) return absl::UnavailableError("server is draining; not accepting new requests");
   if (options_.max_queued_requests > 0 && queued_ >= options_.max_queued_requests) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -208,41 +209,50 @@ absl::StatusOr<uint64_t> Engine::Submit(GenerateParams params, std::shared_ptr<R
   }
   ++queued_;
   intake_.push_back(Intake{handle, std::move(params), std::move(sink), absl::Now()});
+  lock.unlock();
+  work_cv_.notify_one();
   return handle;
 }
 
 void Engine::Cancel(uint64_t handle) {
-  absl::MutexLock lock(&mu_);
-  cancels_.push_back(CancelOrder{handle, absl::CancelledError("request cancelled by the client")});
+  {
+    std::unique_lock lock(mu_);
+    cancels_.push_back(CancelOrder{handle, absl::CancelledError("request cancelled by the client")});
+  }
+  work_cv_.notify_one();
 }
 
 bool Engine::Abort(const std::string& request_id) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   auto it = ids_.find(request_id);
   if (it == ids_.end()) return false;
   cancels_.push_back(
       CancelOrder{it->second, absl::CancelledError("request aborted through the Abort RPC")});
+  lock.unlock();
+  work_cv_.notify_one();
   return true;
 }
 
 void Engine::StopAccepting() {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   accepting_ = false;
 }
 
 bool Engine::WaitUntilIdle(absl::Duration timeout) {
-  absl::MutexLock lock(&mu_);
-  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return ids_.empty(); };
-  return mu_.AwaitWithTimeout(absl::Condition(&idle), timeout);
+  std::unique_lock lock(mu_);
+  return idle_cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout), [this] { return ids_.empty(); });
 }
 
 void Engine::CancelAll(const absl::Status& status) {
-  absl::MutexLock lock(&mu_);
-  for (const auto& [id, handle] : ids_) cancels_.push_back(CancelOrder{handle, status});
+  {
+    std::unique_lock lock(mu_);
+    for (const auto& [id, handle] : ids_) cancels_.push_back(CancelOrder{handle, status});
+  }
+  work_cv_.notify_one();
 }
 
 EngineLoad Engine::load() const {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   return load_;
 }
 
@@ -256,7 +266,7 @@ void Engine::PublishLoad() {
   load.kv_blocks_cached = blocks.num_cached_blocks();
   load.kv_block_size = executor_->block_size();
   {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock lock(mu_);
     load.active_requests = static_cast<int>(ids_.size());
     load_ = load;
   }
@@ -276,11 +286,11 @@ void Engine::Loop() {
     std::deque<Intake> intake;
     std::deque<CancelOrder> cancels;
     {
-      absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      std::unique_lock lock(mu_);
+      // The scheduler is the loop's own state; reading it here is safe.
+      work_cv_.wait(lock, [this] {
         return stop_ || !intake_.empty() || !cancels_.empty() || scheduler_->has_work();
-      };
-      mu_.Await(absl::Condition(&ready));
+      });
       if (stop_) {
         // Everything still active ends as the server goes away.
         for (const auto& [id, handle] : ids_) {
@@ -294,7 +304,7 @@ void Engine::Loop() {
     for (const CancelOrder& cancel : cancels) CancelActive(cancel.handle, cancel.status);
     bool stopping;
     {
-      absl::MutexLock lock(&mu_);
+      std::unique_lock lock(mu_);
       stopping = stop_;
     }
     if (stopping) {
@@ -405,8 +415,11 @@ void Engine::FinishSample(Active& active, int index, FinishReason reason, absl::
   if (active.num_finished == static_cast<int>(active.samples.size())) {
     // The id is free again before the client can learn that the request
     // ended, so an immediate retry with the same id is never refused.
-    absl::MutexLock lock(&mu_);
-    ids_.erase(active.params.request_id);
+    {
+      std::unique_lock lock(mu_);
+      ids_.erase(active.params.request_id);
+    }
+    idle_cv_.notify_all();
   }
   active.sink->OnFinish(std::move(event));
 }
@@ -430,10 +443,11 @@ void Engine::Retire(uint64_t handle) {
   }
   LogRequest(active, absl::Now());
   {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock lock(mu_);
     ids_.erase(active.params.request_id);
     if (!active.first_scheduled.has_value()) --queued_;
   }
+  idle_cv_.notify_all();
   active_.erase(it);
 }
 
@@ -564,7 +578,7 @@ void Engine::RunStep() {
       it->second->cached_prompt_tokens = seq.position_offset;
       prefix_queried += static_cast<int>(it->second->params.prompt_ids.size());
       prefix_hits += seq.position_offset;
-      absl::MutexLock lock(&mu_);
+      std::unique_lock lock(mu_);
       --queued_;
     }
   }

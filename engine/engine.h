@@ -5,9 +5,11 @@
 #define KESTREL_ENGINE_ENGINE_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -15,7 +17,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
 #include "engine/metrics.h"
 #include "engine/model_executor.h"
@@ -169,7 +171,13 @@ class Engine {
   std::vector<float> logits_;
   std::vector<scheduler::SampledToken> sampled_;
 
-  mutable absl::Mutex mu_;
+  // std::mutex rather than absl::Mutex: Debian's Abseil is not built for
+  // ThreadSanitizer, which then cannot see absl::Mutex's synchronization.
+  mutable std::mutex mu_;
+  // Signalled when the loop has new work: intake, cancels, stop.
+  std::condition_variable work_cv_;
+  // Signalled when a request leaves ids_.
+  std::condition_variable idle_cv_;
   std::deque<Intake> intake_ ABSL_GUARDED_BY(mu_);
   std::deque<CancelOrder> cancels_ ABSL_GUARDED_BY(mu_);
   // Client id -> handle of every request from Submit until it finishes.

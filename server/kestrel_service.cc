@@ -7,7 +7,7 @@
 #include <variant>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include <mutex>
 #include "server/grpc_status.h"
 #include "server/request_convert.h"
 #include "server/version.h"
@@ -50,7 +50,7 @@ struct StreamState {
   bool want_text = true;
   std::string request_id;
 
-  absl::Mutex mu;
+  std::mutex mu;
   GenerateStream* reactor ABSL_GUARDED_BY(mu) = nullptr;
   std::deque<GenerateResponse> queue ABSL_GUARDED_BY(mu);  // front is being written
   bool writing ABSL_GUARDED_BY(mu) = false;
@@ -88,7 +88,7 @@ struct StreamState {
 class GenerateStream final : public grpc::ServerWriteReactor<GenerateResponse> {
  public:
   explicit GenerateStream(std::shared_ptr<StreamState> state) : state_(std::move(state)) {
-    absl::MutexLock lock(&state_->mu);
+    std::lock_guard lock(state_->mu);
     state_->reactor = this;
   }
 
@@ -96,7 +96,7 @@ class GenerateStream final : public grpc::ServerWriteReactor<GenerateResponse> {
     StreamState::Action action;
     std::optional<uint64_t> cancel;
     {
-      absl::MutexLock lock(&state_->mu);
+      std::lock_guard lock(state_->mu);
       state_->writing = false;
       if (!state_->queue.empty()) state_->queue.pop_front();
       if (!ok && !state_->abandon) {
@@ -114,7 +114,7 @@ class GenerateStream final : public grpc::ServerWriteReactor<GenerateResponse> {
   void OnCancel() override {
     std::optional<uint64_t> handle;
     {
-      absl::MutexLock lock(&state_->mu);
+      std::lock_guard lock(state_->mu);
       handle = state_->handle;
     }
     if (handle) state_->engine->Cancel(*handle);
@@ -122,7 +122,7 @@ class GenerateStream final : public grpc::ServerWriteReactor<GenerateResponse> {
 
   void OnDone() override {
     {
-      absl::MutexLock lock(&state_->mu);
+      std::lock_guard lock(state_->mu);
       state_->reactor = nullptr;
     }
     delete this;
@@ -137,7 +137,7 @@ void StreamState::Run(Action action) {
   // Finish issued here; writes are only issued before Finish.
   GenerateStream* stream;
   {
-    absl::MutexLock lock(&mu);
+    std::lock_guard lock(mu);
     stream = reactor;
   }
   if (stream == nullptr) return;
@@ -156,7 +156,7 @@ class StreamSink final : public engine::RequestSink {
     StreamState::Action action;
     std::optional<uint64_t> cancel;
     {
-      absl::MutexLock lock(&state_->mu);
+      std::lock_guard lock(state_->mu);
       if (state_->finish_called || state_->abandon) return;
       if (static_cast<int>(state_->queue.size()) >= state_->max_buffered) {
         state_->abandon = true;
@@ -180,7 +180,7 @@ class StreamSink final : public engine::RequestSink {
   void OnFinish(engine::FinishEvent event) override {
     StreamState::Action action;
     {
-      absl::MutexLock lock(&state_->mu);
+      std::lock_guard lock(state_->mu);
       const bool refused = event.reason == engine::FinishReason::kError && !event.status.ok();
       if (!event.status.ok() && !state_->status.has_value()) {
         state_->status = ToGrpcStatus(event.status);
@@ -213,7 +213,7 @@ struct CompleteState {
   bool want_ids = true;
   bool want_text = true;
 
-  absl::Mutex mu;
+  std::mutex mu;
   CompleteCall* reactor ABSL_GUARDED_BY(mu) = nullptr;
   kestrel::v1::CompleteResponse* response ABSL_GUARDED_BY(mu) = nullptr;  // owned by gRPC
   int samples ABSL_GUARDED_BY(mu) = 1;
@@ -226,20 +226,20 @@ struct CompleteState {
 class CompleteCall final : public grpc::ServerUnaryReactor {
  public:
   explicit CompleteCall(std::shared_ptr<CompleteState> state) : state_(std::move(state)) {
-    absl::MutexLock lock(&state_->mu);
+    std::lock_guard lock(state_->mu);
     state_->reactor = this;
   }
   void OnCancel() override {
     std::optional<uint64_t> handle;
     {
-      absl::MutexLock lock(&state_->mu);
+      std::lock_guard lock(state_->mu);
       handle = state_->handle;
     }
     if (handle) state_->engine->Cancel(*handle);
   }
   void OnDone() override {
     {
-      absl::MutexLock lock(&state_->mu);
+      std::lock_guard lock(state_->mu);
       state_->reactor = nullptr;
       state_->response = nullptr;
     }
@@ -255,7 +255,7 @@ class CompleteSink final : public engine::RequestSink {
   explicit CompleteSink(std::shared_ptr<CompleteState> state) : state_(std::move(state)) {}
 
   void OnTokens(engine::TokenEvent event) override {
-    absl::MutexLock lock(&state_->mu);
+    std::lock_guard lock(state_->mu);
     if (state_->response == nullptr || state_->finish_called) return;
     kestrel::v1::Completion& completion = Completion(event.index);
     kestrel::v1::TokenChunk chunk;
@@ -269,7 +269,7 @@ class CompleteSink final : public engine::RequestSink {
     CompleteCall* reactor = nullptr;
     grpc::Status status;
     {
-      absl::MutexLock lock(&state_->mu);
+      std::lock_guard lock(state_->mu);
       if (state_->response == nullptr || state_->finish_called) return;
       const bool refused = event.reason == engine::FinishReason::kError && !event.status.ok();
       if (!event.status.ok() && !state_->status.has_value()) {
@@ -324,7 +324,7 @@ grpc::ServerWriteReactor<GenerateResponse>* KestrelService::Generate(
   }
   state->request_id = params->request_id;
   {
-    absl::MutexLock lock(&state->mu);
+    std::lock_guard lock(state->mu);
     state->samples = params->n;
     if (output.echo_prompt()) {
       GenerateResponse& echo = state->queue.emplace_back();
@@ -339,7 +339,7 @@ grpc::ServerWriteReactor<GenerateResponse>* KestrelService::Generate(
       engine_->Submit(std::move(*params), std::make_shared<StreamSink>(state));
   StreamState::Action action;
   {
-    absl::MutexLock lock(&state->mu);
+    std::lock_guard lock(state->mu);
     if (!handle.ok()) {
       state->queue.clear();
       state->status = ToGrpcStatus(handle.status());
@@ -381,7 +381,7 @@ grpc::ServerUnaryReactor* KestrelService::Complete(grpc::CallbackServerContext* 
   }
   auto* call = new CompleteCall(state);
   {
-    absl::MutexLock lock(&state->mu);
+    std::lock_guard lock(state->mu);
     state->response = response;
     state->samples = params->n;
   }
@@ -389,14 +389,14 @@ grpc::ServerUnaryReactor* KestrelService::Complete(grpc::CallbackServerContext* 
       engine_->Submit(std::move(*params), std::make_shared<CompleteSink>(state));
   if (!handle.ok()) {
     {
-      absl::MutexLock lock(&state->mu);
+      std::lock_guard lock(state->mu);
       state->finish_called = true;
     }
     call->Finish(ToGrpcStatus(handle.status()));
     return call;
   }
   {
-    absl::MutexLock lock(&state->mu);
+    std::lock_guard lock(state->mu);
     state->handle = *handle;
   }
   if (context->IsCancelled()) engine_->Cancel(*handle);

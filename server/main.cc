@@ -4,9 +4,11 @@
 // engine -> gRPC server (health NOT_SERVING) -> warm-up request -> SERVING.
 // SIGTERM/SIGINT: health NOT_SERVING, new requests UNAVAILABLE, in-flight
 // requests finish for up to --drain_timeout, the rest end UNAVAILABLE, exit 0.
+#include <condition_variable>
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -60,9 +62,9 @@ ABSL_FLAG(int, max_queued_requests, 1024,
 ABSL_FLAG(bool, enable_prefix_caching, true, "Reuse KV blocks of shared prompt prefixes");
 ABSL_FLAG(std::string, scheduling_policy, "priority", "fcfs or priority");
 
-ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate chain; enables TLS");
-ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
-ABSL_FLAG(std::string, tls_client_ca, "",
+ABSL_FLAG(std::string, tls_cert_file, "", "PEM server certificate chain; enables TLS");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
           "PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)");
 ABSL_FLAG(std::string, api_keys_file, "",
           "File with one API key per line; every RPC except health then needs "
@@ -87,22 +89,26 @@ class WarmupSink final : public engine::RequestSink {
  public:
   void OnTokens(engine::TokenEvent) override {}
   void OnFinish(engine::FinishEvent event) override {
-    absl::MutexLock lock(&mu_);
-    status_ = event.status;
-    done_ = true;
+    {
+      std::lock_guard lock(mu_);
+      status_ = event.status;
+      done_ = true;
+    }
+    cv_.notify_all();
   }
   absl::Status Wait(absl::Duration timeout) {
-    absl::MutexLock lock(&mu_);
-    if (!mu_.AwaitWithTimeout(absl::Condition(&done_), timeout)) {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout), [this] { return done_; })) {
       return absl::DeadlineExceededError("warm-up request did not finish");
     }
     return status_;
   }
 
  private:
-  absl::Mutex mu_;
-  bool done_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status status_ ABSL_GUARDED_BY(mu_);
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;     // guarded by mu_
+  absl::Status status_;  // guarded by mu_
 };
 
 // Runs one short greedy request through the whole engine before the server
@@ -222,7 +228,7 @@ int Run() {
       {"max_queued_requests", std::to_string(engine_options.max_queued_requests)},
       {"enable_prefix_caching", engine_options.enable_prefix_caching ? "true" : "false"},
       {"scheduling_policy", policy},
-      {"tls", absl::GetFlag(FLAGS_tls_cert).empty() ? "off" : "on"},
+      {"tls", absl::GetFlag(FLAGS_tls_cert_file).empty() ? "off" : "on"},
       {"api_keys", absl::GetFlag(FLAGS_api_keys_file).empty() ? "off" : "on"},
   };
   KestrelService service(service_options, engine->get(), model->tokenizer.get());
@@ -231,9 +237,9 @@ int Run() {
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_request_bytes);
   TlsOptions tls;
-  tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
-  tls.key_file = absl::GetFlag(FLAGS_tls_key);
-  tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
   std::shared_ptr<grpc::AuthMetadataProcessor> auth;
   if (const std::string keys_file = absl::GetFlag(FLAGS_api_keys_file); !keys_file.empty()) {
     absl::StatusOr<ApiKeys> keys = ApiKeys::LoadFile(keys_file);

@@ -49,7 +49,7 @@ TEST_CASE("TLS and API keys guard every RPC but health") {
   const std::filesystem::path keys = pki->dir / "api_keys";
   std::ofstream(keys) << "# operator keys\n" << kKey << "\n";
   std::optional<TestServer> server = TestServer::Start(
-      {"--tls_cert=" + pki->server_cert.string(), "--tls_key=" + pki->server_key.string(),
+      {"--tls_cert_file=" + pki->server_cert.string(), "--tls_key_file=" + pki->server_key.string(),
        "--api_keys_file=" + keys.string()});
   REQUIRE(server.has_value());
   auto channel = TlsChannel(*server, *pki);
