@@ -6,6 +6,7 @@
 #include <utility>
 #include <variant>
 
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include <mutex>
 #include "server/grpc_status.h"
@@ -21,6 +22,13 @@ absl::Time DeadlineOf(const grpc::CallbackServerContext* context) {
   const auto deadline = context->deadline();
   if (deadline == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
   return absl::FromChrono(deadline);
+}
+
+// An id for a request that came without one: random, so ids from several
+// replicas behind one load balancer do not collide in logs.
+std::string NewRequestId() {
+  thread_local absl::BitGen bitgen;
+  return absl::StrCat("kst-", absl::Hex(absl::Uniform<uint64_t>(bitgen), absl::kZeroPad16));
 }
 
 grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const grpc::Status& status) {
@@ -319,8 +327,7 @@ grpc::ServerWriteReactor<GenerateResponse>* KestrelService::Generate(
   state->want_ids = !output.has_return_token_ids() || output.return_token_ids();
   state->want_text = !output.has_return_text() || output.return_text();
   if (params->request_id.empty()) {
-    params->request_id = absl::StrCat("gen-", reinterpret_cast<uintptr_t>(stream), "-",
-                                      absl::ToUnixNanos(absl::Now()));
+    params->request_id = NewRequestId();
   }
   state->request_id = params->request_id;
   {
@@ -369,8 +376,7 @@ grpc::ServerUnaryReactor* KestrelService::Complete(grpc::CallbackServerContext* 
   state->want_ids = !output.has_return_token_ids() || output.return_token_ids();
   state->want_text = !output.has_return_text() || output.return_text();
   if (params->request_id.empty()) {
-    params->request_id = absl::StrCat("cmp-", reinterpret_cast<uintptr_t>(response), "-",
-                                      absl::ToUnixNanos(absl::Now()));
+    params->request_id = NewRequestId();
   }
   response->set_request_id(params->request_id);
   if (output.echo_prompt()) {
