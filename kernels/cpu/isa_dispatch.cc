@@ -1,0 +1,20 @@
+// Internal: the per-ISA entry point tables (see isa_dispatch.h).
+#include "kernels/cpu/isa_dispatch.h"
+
+namespace kestrel::kernels::cpu {
+
+const IsaTable& GetIsaTable(Isa isa) {
+  static const IsaTable kScalar = {&isa::GemmRangeScalar, &isa::kAttentionScalar, &isa::SiluMulScalar};
+  static const IsaTable kAvx2 = {&isa::GemmRangeAvx2, &isa::kAttentionAvx2, &isa::SiluMulAvx2};
+  static const IsaTable kAvx512 = {&isa::GemmRangeAvx512, &isa::kAttentionAvx512, &isa::SiluMulAvx512};
+  switch (isa) {
+    case Isa::kAvx512: return kAvx512;
+    case Isa::kAvx2: return kAvx2;
+    case Isa::kScalar:
+    case Isa::kAuto:  // callers resolve kAuto first; scalar is always safe
+      return kScalar;
+  }
+  return kScalar;
+}
+
+}  // namespace kestrel::kernels::cpu

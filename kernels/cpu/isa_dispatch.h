@@ -1,0 +1,21 @@
+// Internal: maps a resolved Isa to the variant's entry points.
+#ifndef KESTREL_KERNELS_CPU_ISA_DISPATCH_H_
+#define KESTREL_KERNELS_CPU_ISA_DISPATCH_H_
+
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/isa_kernels.h"
+
+namespace kestrel::kernels::cpu {
+
+struct IsaTable {
+  void (*gemm_range)(const isa::GemmArgs& a, int64_t n_begin, int64_t n_end);
+  const isa::AttentionVecOps* attention;
+  void (*silu_mul)(const float* gate, const float* up, float* out, int64_t n);
+};
+
+// REQUIRES: isa != kAuto and IsaSupported(isa).
+const IsaTable& GetIsaTable(Isa isa);
+
+}  // namespace kestrel::kernels::cpu
+
+#endif  // KESTREL_KERNELS_CPU_ISA_DISPATCH_H_

@@ -1,0 +1,172 @@
+// The op interface the model runner calls: one abstract class per backend
+// (CPU now, CUDA next) plus the backend-neutral parameter structs. Pointers
+// are raw (host pointers on CPU, device pointers on CUDA); shapes are given
+// explicitly, strides in elements. Backends validate arguments cheaply and
+// return an error status; they never crash on a bad id or slot.
+//
+// Layout of the paged KV cache: docs/kv_cache.md. Kernel notes: docs/kernels.md.
+#ifndef KESTREL_KERNELS_OPS_H_
+#define KESTREL_KERNELS_OPS_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "kernels/dtype.h"
+
+namespace kestrel::kernels {
+
+// y = x · Wᵀ (+ bias) (+ y if accumulate): a Hugging Face Linear layer.
+// Every output element is computed the same way whatever M, the thread count
+// or the row tiling is, so a sequence's logits do not depend on what else is
+// in the batch (batch invariance).
+struct GemmParams {
+  const float* x = nullptr;  // [M, K], row stride ldx
+  int64_t ldx = 0;           // >= K
+  const void* w = nullptr;   // [N, K] in w_dtype, row stride ldw (HF Linear.weight)
+  DType w_dtype = DType::kF32;
+  int64_t ldw = 0;              // >= K
+  const float* bias = nullptr;  // [N] or nullptr
+  float* y = nullptr;           // [M, N], row stride ldy; must not overlap x or w
+  int64_t ldy = 0;              // >= N
+  int64_t m = 0;
+  int64_t n = 0;
+  int64_t k = 0;
+  // If true y += x·Wᵀ (+bias), e.g. to fuse the residual add into o_proj and
+  // down_proj; otherwise y is overwritten.
+  bool accumulate = false;
+  // BF16 weights only: round x to bf16 and use bf16 dot products
+  // (AVX512_BF16 vdpbf16ps, f32 accumulation) where the CPU has them. About
+  // 2x faster for compute-bound (prefill) shapes, at a relative error of
+  // ~2^-9 per activation. Default false: widen bf16 -> f32 and use F32 FMA,
+  // exact up to f32 summation order. Ignored for F32/F16 weights and on CPUs
+  // without AVX512_BF16.
+  bool bf16_dot = false;
+};
+
+// Scaling of rotary frequencies (HF config `rope_scaling`).
+struct RopeScaling {
+  enum class Type : uint8_t {
+    kNone = 0,
+    kLinear = 1,  // inv_freq /= factor
+    kLlama3 = 2,  // Llama 3.1: piecewise by wavelength, see rope.h
+  };
+  Type type = Type::kNone;
+  float factor = 1.0f;                          // linear and llama3
+  float low_freq_factor = 1.0f;                 // llama3
+  float high_freq_factor = 4.0f;                // llama3
+  int64_t original_max_position_embeddings = 8192;  // llama3
+};
+
+// Attention over a paged KV cache for a batch of sequences, each with
+// `n_new` new query tokens (a prefill chunk, or 1 for a decode). The keys and
+// values of the new tokens must already be in the cache (WriteKvCache first).
+// New token i (0-based) of sequence s sits at position
+//   pos = context_lens[s] - n_new(s) + i
+// and attends causally to cache positions [max(0, pos - sliding_window + 1), pos].
+// GQA/MQA: query head h reads kv head h / (num_heads / num_kv_heads).
+// Softmax is computed online in F32 (numerically stable); masked or unused
+// cache slots are never read, so they may hold anything (even NaN).
+struct PagedAttentionParams {
+  const float* q = nullptr;  // [num_tokens, num_heads, head_dim], token stride q_stride
+  int64_t q_stride = 0;      // >= num_heads * head_dim
+  float* out = nullptr;      // [num_tokens, num_heads, head_dim], token stride out_stride
+  int64_t out_stride = 0;    // >= num_heads * head_dim
+  // The layer's cache: [num_blocks, block_size, num_kv_heads, head_dim], F32.
+  const float* k_cache = nullptr;
+  const float* v_cache = nullptr;
+  int64_t num_blocks = 0;
+  int64_t block_size = 16;
+  int64_t num_seqs = 0;
+  const int32_t* query_start = nullptr;   // [num_seqs + 1], cumulative; query_start[0] = 0
+  const int32_t* context_lens = nullptr;  // [num_seqs], cached + new tokens per sequence
+  // [num_seqs, block_table_stride]: physical block of each logical block.
+  const int32_t* block_tables = nullptr;
+  int64_t block_table_stride = 0;  // >= ceil(max context_len / block_size)
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;  // divides num_heads
+  int64_t head_dim = 0;      // 1..512 (64, 80, 128 tested)
+  float scale = 0.0f;        // 0 means 1/sqrt(head_dim)
+  int64_t sliding_window = 0;  // 0 means unlimited (Mistral: config sliding_window)
+};
+
+// The ops the model runner needs, implemented once per backend.
+// Thread-compatible: one Ops per runner thread (or external synchronization).
+class Ops {
+ public:
+  virtual ~Ops() = default;
+
+  // See GemmParams.
+  virtual absl::Status Gemm(const GemmParams& p) = 0;
+
+  // out[r, :] = x[r, :] / sqrt(mean(x[r, :]²) + eps) * weight, for r in [0, rows).
+  // x, out: [rows, dim] with row strides; out may equal x (in place).
+  // weight: [dim] F32.
+  virtual absl::Status RmsNorm(const float* x, int64_t x_stride, float* out, int64_t out_stride,
+                               const float* weight, int64_t rows, int64_t dim, float eps) = 0;
+
+  // RMSNorm of every head separately (Qwen3 q_norm / k_norm), in place.
+  // x: [num_tokens, num_heads, head_dim] with token stride x_stride (heads
+  // contiguous). weight: [head_dim] F32.
+  virtual absl::Status RmsNormPerHead(float* x, int64_t x_stride, int64_t num_tokens,
+                                      int64_t num_heads, int64_t head_dim, const float* weight,
+                                      float eps) = 0;
+
+  // Rotate-half RoPE (HF Llama / GPT-NeoX style), in place on q and k.
+  // q: [num_tokens, num_q_heads, head_dim] token stride q_stride.
+  // k: [num_tokens, num_kv_heads, head_dim] token stride k_stride (k may be null
+  //    when num_kv_heads == 0).
+  // positions: [num_tokens], each in [0, max_positions).
+  // cos_table, sin_table: [max_positions, head_dim / 2] from ComputeRopeTables.
+  virtual absl::Status ApplyRope(float* q, int64_t q_stride, int64_t num_q_heads, float* k,
+                                 int64_t k_stride, int64_t num_kv_heads,
+                                 const int32_t* positions, int64_t num_tokens, int64_t head_dim,
+                                 const float* cos_table, const float* sin_table,
+                                 int64_t max_positions) = 0;
+
+  // out[r, i] = silu(gate[r, i]) * up[r, i]; all [rows, dim] with row strides.
+  // out may equal gate or up.
+  virtual absl::Status SiluAndMul(const float* gate, int64_t gate_stride, const float* up,
+                                  int64_t up_stride, float* out, int64_t out_stride,
+                                  int64_t rows, int64_t dim) = 0;
+
+  // out[t, :] = float(table[ids[t], :]).
+  // table: [vocab_size, dim] in table_dtype, contiguous. ids: [num_tokens].
+  // out: [num_tokens, dim] with row stride out_stride.
+  // An id outside [0, vocab_size) is an InvalidArgument error naming it.
+  virtual absl::Status EmbeddingGather(const void* table, DType table_dtype, int64_t vocab_size,
+                                       int64_t dim, const int32_t* ids, int64_t num_tokens,
+                                       float* out, int64_t out_stride) = 0;
+
+  // out = a + b elementwise; all [rows, dim] with row strides; out may be a or b.
+  virtual absl::Status Add(const float* a, int64_t a_stride, const float* b, int64_t b_stride,
+                           float* out, int64_t out_stride, int64_t rows, int64_t dim) = 0;
+
+  // Writes the new tokens' keys and values into the paged cache.
+  // k: [num_tokens, num_kv_heads, head_dim] token stride k_stride; v likewise.
+  // slot_mapping: [num_tokens], slot = block * block_size + offset; -1 skips
+  //   the token (padding). A slot >= num_blocks * block_size is an error.
+  // k_cache, v_cache: [num_blocks, block_size, num_kv_heads, head_dim], F32.
+  virtual absl::Status WriteKvCache(const float* k, int64_t k_stride, const float* v,
+                                    int64_t v_stride, const int32_t* slot_mapping,
+                                    int64_t num_tokens, int64_t num_kv_heads, int64_t head_dim,
+                                    float* k_cache, float* v_cache, int64_t num_blocks,
+                                    int64_t block_size) = 0;
+
+  // See PagedAttentionParams.
+  virtual absl::Status PagedAttention(const PagedAttentionParams& p) = 0;
+
+  // Row-wise over logits [rows, vocab] (row stride in_stride) into
+  // out [rows, vocab] (row stride out_stride); out may equal logits.
+  virtual absl::Status Softmax(const float* logits, int64_t in_stride, float* out,
+                               int64_t out_stride, int64_t rows, int64_t vocab) = 0;
+  virtual absl::Status LogSoftmax(const float* logits, int64_t in_stride, float* out,
+                                  int64_t out_stride, int64_t rows, int64_t vocab) = 0;
+  // ids[r] = argmax of row r; ties go to the lowest index; NaNs are ignored
+  // (a row of only NaNs gives 0).
+  virtual absl::Status Argmax(const float* logits, int64_t in_stride, int64_t rows,
+                              int64_t vocab, int32_t* ids) = 0;
+};
+
+}  // namespace kestrel::kernels
+
+#endif  // KESTREL_KERNELS_OPS_H_
