@@ -1,0 +1,97 @@
+// Runs the kestrel-generate binary on stories260K and checks its JSON output
+// and --logits-out file against the golden files.
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+#include <catch2/catch.hpp>
+
+#include "nlohmann/json.hpp"
+#include "testing/shared_data.h"
+#include "testing/subprocess.h"
+
+namespace kestrel::model {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using kestrel::testing::Subprocess;
+
+std::string ReadAll(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs the tool; returns {exit status, combined stdout+stderr}.
+std::pair<int, std::string> RunTool(std::vector<std::string> args) {
+  const fs::path tmp = kestrel::testing::MakeTempDir("kestrel_generate");
+  args.insert(args.begin(), kestrel::testing::RunfilePath("model/kestrel-generate").string());
+  auto p = Subprocess::Start(args, tmp / "out.txt");
+  REQUIRE(p.has_value());
+  auto status = p->WaitForExit(std::chrono::seconds(60));
+  REQUIRE(status.has_value());
+  return {*status, ReadAll(tmp / "out.txt")};
+}
+
+TEST_CASE("kestrel-generate reproduces the golden greedy output", "[kestrel_generate][golden]") {
+  KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
+  const json golden = json::parse(ReadAll(dir / "golden/greedy.json"));
+  std::string ids;
+  for (const json& id : golden["prompt_ids"]) ids += (ids.empty() ? "" : ",") + id.dump();
+  const fs::path logits = kestrel::testing::MakeTempDir("logits") / "logits.jsonl";
+  auto [status, out] = RunTool({"--model=" + dir.string(), "--prompt-ids=" + ids,
+                                "--max-tokens=60", "--temperature=0", "--json", "--threads=2",
+                                "--logits-out=" + logits.string()});
+  INFO(out);
+  REQUIRE(status == 0);
+  const json result = json::parse(out, nullptr, false);
+  REQUIRE(result.is_object());
+  CHECK(result["output_ids"] == golden["greedy"]["output_ids"]);
+  CHECK(result["text"] == golden["greedy"]["text"]);
+
+  // --logits-out writes the golden format; positions 0-4 are the prompt.
+  std::ifstream mine(logits), ref(dir / "golden/logits_pos0-15.jsonl");
+  std::string a, b;
+  int lines = 0;
+  while (std::getline(mine, a)) {
+    REQUIRE(std::getline(ref, b));
+    const json ja = json::parse(a), jb = json::parse(b);
+    CHECK(ja["pos"] == jb["pos"]);
+    CHECK(ja["token"] == jb["token"]);
+    const auto la = ja["logits"].get<std::vector<float>>(), lb = jb["logits"].get<std::vector<float>>();
+    REQUIRE(la.size() == lb.size());
+    for (size_t i = 0; i < la.size(); ++i) REQUIRE(std::abs(la[i] - lb[i]) < 1e-4f);
+    ++lines;
+  }
+  CHECK(lines == 5);
+}
+
+TEST_CASE("kestrel-generate tokenizes --prompt text", "[kestrel_generate][golden]") {
+  KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
+  const json golden = json::parse(ReadAll(dir / "golden/greedy.json"));
+  auto [status, out] = RunTool({"--model=" + dir.string(), "--prompt=Once upon a time",
+                                "--max-tokens=5", "--temperature=0.8", "--top-p=0.9",
+                                "--seed=3", "--logprobs=2", "--json", "--threads=1"});
+  INFO(out);
+  REQUIRE(status == 0);
+  const json result = json::parse(out, nullptr, false);
+  REQUIRE(result.is_object());
+  CHECK(result["prompt_ids"] == golden["prompt_ids"]);
+  CHECK(result["output_ids"].size() == 5);
+  CHECK(result["logprobs"][0]["top_logprobs"].size() == 2);
+}
+
+TEST_CASE("kestrel-generate reports bad flags and models clearly", "[kestrel_generate]") {
+  KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
+  auto [s1, o1] = RunTool({"--model=" + dir.string(), "--prompt-ids=1,2", "--top-p=1.5"});
+  CHECK(s1 == 1);
+  CHECK_THAT(o1, Catch::Contains("sampling.top_p must be in (0, 1], got 1.5"));
+  auto [s2, o2] = RunTool({"--model=/nonexistent", "--prompt-ids=1"});
+  CHECK(s2 == 1);
+  CHECK_THAT(o2, Catch::Contains("cannot open /nonexistent/config.json"));
+}
+
+}  // namespace
+}  // namespace kestrel::model

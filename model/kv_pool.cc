@@ -1,0 +1,57 @@
+#include "model/kv_pool.h"
+
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace kestrel::model {
+
+uint64_t KvPool::bytes_per_block() const {
+  return 2 * static_cast<uint64_t>(options_.num_layers * options_.block_size *
+                                   options_.num_kv_heads * options_.head_dim) *
+         sizeof(float);
+}
+
+absl::StatusOr<std::unique_ptr<KvPool>> KvPool::Create(const Options& options) {
+  if (options.num_layers <= 0 || options.num_kv_heads <= 0 || options.head_dim <= 0 ||
+      options.block_size <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv pool: num_layers, num_kv_heads, head_dim and block_size must be "
+                     "positive, got ",
+                     options.num_layers, ", ", options.num_kv_heads, ", ", options.head_dim,
+                     ", ", options.block_size));
+  }
+  std::unique_ptr<KvPool> pool(new KvPool());
+  pool->options_ = options;
+  const uint64_t per_block = pool->bytes_per_block();
+  pool->num_blocks_ = static_cast<int64_t>(options.memory_budget_bytes / per_block);
+  if (pool->num_blocks_ < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kv pool: memory_budget_bytes ", options.memory_budget_bytes,
+        " is smaller than one block (", per_block, " bytes)"));
+  }
+  pool->layer_floats_ =
+      pool->num_blocks_ * options.block_size * options.num_kv_heads * options.head_dim;
+  pool->mapped_bytes_ = static_cast<size_t>(pool->num_blocks_) * per_block;
+  // Anonymous pages: zero-filled on first touch, so an unused budget costs
+  // no RSS; huge pages cut TLB misses in attention.
+  void* addr = ::mmap(nullptr, pool->mapped_bytes_, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (addr == MAP_FAILED) {
+    return absl::ResourceExhaustedError(absl::StrCat("kv pool: cannot map ", pool->mapped_bytes_,
+                                                     " bytes: ", std::strerror(errno)));
+  }
+  (void)::madvise(addr, pool->mapped_bytes_, MADV_HUGEPAGE);
+  pool->base_ = static_cast<float*>(addr);
+  return pool;
+}
+
+KvPool::~KvPool() {
+  if (base_ != nullptr) ::munmap(base_, mapped_bytes_);
+}
+
+}  // namespace kestrel::model

@@ -1,0 +1,63 @@
+// The preallocated paged KV cache the model runner reads and writes: per
+// layer a K and a V array of [num_blocks, block_size, num_kv_heads, head_dim]
+// floats (layout in docs/kv_cache.md), carved out of one allocation sized
+// from a memory budget. Which blocks belong to which sequence is the
+// scheduler's business; the pool only holds the memory.
+#ifndef KESTREL_MODEL_KV_POOL_H_
+#define KESTREL_MODEL_KV_POOL_H_
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+
+namespace kestrel::model {
+
+// Owns the memory; the runner writes through k()/v(). Thread-compatible: the
+// single step thread uses it.
+class KvPool {
+ public:
+  struct Options {
+    int64_t num_layers = 0;
+    int64_t num_kv_heads = 0;
+    int64_t head_dim = 0;
+    // Tokens per block (16 everywhere today).
+    int64_t block_size = 16;
+    // Total bytes for K and V over all layers; the pool takes as many whole
+    // blocks as fit. Must hold at least one block.
+    uint64_t memory_budget_bytes = 256ull << 20;
+  };
+
+  static absl::StatusOr<std::unique_ptr<KvPool>> Create(const Options& options);
+  ~KvPool();
+  KvPool(const KvPool&) = delete;
+  KvPool& operator=(const KvPool&) = delete;
+
+  int64_t num_blocks() const { return num_blocks_; }
+  int64_t block_size() const { return options_.block_size; }
+  // Bytes one block takes over all layers (K and V).
+  uint64_t bytes_per_block() const;
+
+  int64_t num_layers() const { return options_.num_layers; }
+  // Floats of one block in one layer's K (or V) array.
+  int64_t block_floats() const {
+    return options_.block_size * options_.num_kv_heads * options_.head_dim;
+  }
+
+  // The layer's cache: [num_blocks, block_size, num_kv_heads, head_dim].
+  float* k(int64_t layer) { return base_ + (2 * layer) * layer_floats_; }
+  float* v(int64_t layer) { return base_ + (2 * layer + 1) * layer_floats_; }
+
+ private:
+  KvPool() = default;
+
+  Options options_;
+  int64_t num_blocks_ = 0;
+  int64_t layer_floats_ = 0;  // floats in one layer's K (or V) array
+  float* base_ = nullptr;     // mmap'ed, 2 * num_layers * layer_floats_
+  size_t mapped_bytes_ = 0;
+};
+
+}  // namespace kestrel::model
+
+#endif  // KESTREL_MODEL_KV_POOL_H_

@@ -1,0 +1,182 @@
+#include "model/model_runner.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <numeric>
+#include <sstream>
+
+#include <catch2/catch.hpp>
+
+#include "model/safetensors_writer.h"
+#include "model/synthetic.h"
+#include "nlohmann/json.hpp"
+#include "testing/shared_data.h"
+
+namespace kestrel::model {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+struct GoldenLogits {
+  std::vector<int32_t> tokens;             // token at pos 0..15
+  std::vector<std::vector<float>> logits;  // [16][vocab]
+};
+
+GoldenLogits ReadGoldenLogits(const fs::path& path) {
+  GoldenLogits g;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    const json j = json::parse(line, nullptr, false);
+    REQUIRE(j.is_object());
+    REQUIRE(j["pos"].get<int>() == static_cast<int>(g.tokens.size()));
+    g.tokens.push_back(j["token"].get<int32_t>());
+    g.logits.push_back(j["logits"].get<std::vector<float>>());
+  }
+  REQUIRE(g.tokens.size() == 16);
+  return g;
+}
+
+std::unique_ptr<ModelRunner> Runner(const fs::path& dir, ModelRunner::Options options = {}) {
+  options.model_dir = dir;
+  if (options.num_threads == 0) options.num_threads = 2;
+  if (options.kv_cache_bytes == (256ull << 20)) options.kv_cache_bytes = 16ull << 20;
+  auto r = ModelRunner::Create(options);
+  REQUIRE(r.ok());
+  return std::move(*r);
+}
+
+float MaxAbsDiff(std::span<const float> a, std::span<const float> b) {
+  REQUIRE(a.size() == b.size());
+  float m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
+  return m;
+}
+
+// Runs `tokens` through the runner in chunks of the given sizes with kAll
+// and returns every position's logits, [tokens.size()][vocab].
+std::vector<std::vector<float>> ChunkedLogits(ModelRunner& r, const std::vector<int32_t>& tokens,
+                                              const std::vector<int>& chunks,
+                                              const std::vector<int32_t>& blocks) {
+  std::vector<std::vector<float>> logits;
+  int pos = 0;
+  StepOutput out;
+  for (int n : chunks) {
+    SequenceInput in{.token_ids = {tokens.data() + pos, static_cast<size_t>(n)},
+                     .position = pos,
+                     .block_table = blocks,
+                     .logits = LogitsMode::kAll};
+    REQUIRE(r.Step({&in, 1}, &out).ok());
+    REQUIRE(out.first_row[0] == 0);
+    for (int i = 0; i < n; ++i) {
+      auto row = out.row(i);
+      logits.emplace_back(row.begin(), row.end());
+    }
+    pos += n;
+  }
+  REQUIRE(pos == static_cast<int>(tokens.size()));
+  return logits;
+}
+
+TEST_CASE("stories260K logits at positions 0-15 match the golden file", "[runner][golden]") {
+  KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
+  const GoldenLogits golden = ReadGoldenLogits(dir / "golden/logits_pos0-15.jsonl");
+  auto runner = Runner(dir);
+  const std::vector<int32_t> blocks = {3, 7};  // any blocks will do
+  // One prefill, and a chunked prefill followed by single-token decodes:
+  // both must reproduce the reference.
+  for (const std::vector<int>& chunks :
+       {std::vector<int>{16}, std::vector<int>{5, 3, 1, 7}, std::vector<int>(16, 1)}) {
+    const auto logits = ChunkedLogits(*runner, golden.tokens, chunks, blocks);
+    float worst = 0;
+    for (int p = 0; p < 16; ++p) worst = std::max(worst, MaxAbsDiff(logits[p], golden.logits[p]));
+    INFO("chunks " << chunks.size() << ": max |logit - golden| = " << worst);
+    CHECK(worst < 1e-4f);
+  }
+}
+
+TEST_CASE("file-mmap and anonymous weights give identical logits", "[runner]") {
+  KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
+  const std::vector<int32_t> tokens = {1, 403, 407, 261, 378};
+  const std::vector<int32_t> blocks = {0};
+  auto a = Runner(dir, {.storage = SafetensorsCheckpoint::Storage::kAnonymous});
+  auto m = Runner(dir, {.storage = SafetensorsCheckpoint::Storage::kFileMmap});
+  CHECK(ChunkedLogits(*a, tokens, {5}, blocks) == ChunkedLogits(*m, tokens, {5}, blocks));
+}
+
+TEST_CASE("only sequences that sample get logits rows", "[runner]") {
+  KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
+  auto r = Runner(dir);
+  const std::vector<int32_t> a = {1, 403, 407}, b = {1, 261}, c = {1, 378, 400, 401};
+  const std::vector<int32_t> ba = {0}, bb = {1}, bc = {2};
+  std::vector<SequenceInput> batch = {
+      {.token_ids = a, .position = 0, .block_table = ba, .logits = LogitsMode::kNone},
+      {.token_ids = b, .position = 0, .block_table = bb, .logits = LogitsMode::kLast},
+      {.token_ids = c, .position = 0, .block_table = bc, .logits = LogitsMode::kAll},
+  };
+  StepOutput out;
+  REQUIRE(r->Step(batch, &out).ok());
+  CHECK(out.first_row == std::vector<int32_t>{-1, 0, 1});
+  CHECK(out.logits.size() == 5 * 512);
+}
+
+TEST_CASE("bad step inputs are errors, not crashes", "[runner]") {
+  KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
+  auto r = Runner(dir, {.kv_cache_bytes = 40 * 5 * 2 * 16 * 32 * 4});  // 40 blocks
+  REQUIRE(r->num_kv_blocks() == 40);
+  StepOutput out;
+  auto error = [&](SequenceInput in) {
+    absl::Status s = r->Step({&in, 1}, &out);
+    REQUIRE_FALSE(s.ok());
+    return std::string(s.message());
+  };
+  const std::vector<int32_t> ok_ids = {1, 2, 3}, bad_ids = {1, 512, 3};
+  const std::vector<int32_t> one_block = {0}, bad_block = {40};
+  CHECK(error({.token_ids = bad_ids, .block_table = one_block}) ==
+        "step: sequence 0 token_ids[1] = 512 is outside the vocabulary [0, 512)");
+  CHECK(error({.token_ids = ok_ids, .position = 15, .block_table = one_block}) ==
+        "step: sequence 0 block_table has 1 blocks, positions [0, 18) need 2");
+  CHECK(error({.token_ids = ok_ids, .block_table = bad_block}) ==
+        "step: sequence 0 block_table[0] = 40 is outside the pool's 40 blocks");
+  CHECK(error({.token_ids = ok_ids, .position = 510, .block_table = one_block}) ==
+        "step: sequence 0 reaches position 512, beyond the context length 512");
+  CHECK(error({.token_ids = {}, .block_table = one_block}) == "step: sequence 0 has no new tokens");
+  CHECK(error({.token_ids = ok_ids, .position = -1, .block_table = one_block}) ==
+        "step: sequence 0 position must be >= 0, got -1");
+  CHECK_FALSE(r->Step({}, &out).ok());
+}
+
+// Synthetic architectures: a whole-prompt prefill and token-by-token decoding
+// must agree (positions, RoPE scaling, q/k norm, biases, KV cache reads).
+TEST_CASE("qwen2/qwen3/llama-shaped synthetic models: prefill == decode", "[runner]") {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  for (const char* preset : {"tiny", "tiny-qwen2", "tiny-qwen3"}) {
+    for (DType dtype : {DType::kF32, DType::kBF16}) {
+      INFO(preset << " " << DTypeName(dtype));
+      const fs::path dir = fs::path(tmp != nullptr ? tmp : "/tmp") /
+                           (std::string("runner_") + preset + DTypeName(dtype));
+      auto config = SyntheticPresetConfig(preset, dtype);
+      REQUIRE(config.ok());
+      REQUIRE(WriteSyntheticCheckpoint({.dir = dir, .config_json = *config, .dtype = dtype,
+                                        .seed = 42, .write_tokenizer = false})
+                  .ok());
+      auto r = Runner(dir);
+      std::vector<int32_t> tokens(37);
+      for (int i = 0; i < 37; ++i) tokens[i] = (i * 97 + 5) % 320;
+      const std::vector<int32_t> blocks = {9, 2, 5};
+      const auto whole = ChunkedLogits(*r, tokens, {37}, blocks);
+      const auto steps = ChunkedLogits(*r, tokens, std::vector<int>(37, 1), blocks);
+      float worst = 0;
+      for (int p = 0; p < 37; ++p) {
+        for (float v : whole[p]) REQUIRE(std::isfinite(v));
+        worst = std::max(worst, MaxAbsDiff(whole[p], steps[p]));
+      }
+      CHECK(worst < 1e-4f);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kestrel::model

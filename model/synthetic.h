@@ -1,0 +1,59 @@
+// Synthetic Hugging Face-layout checkpoints with deterministic pseudo-random
+// weights, at real model shapes (presets) or any config: benchmarks and tests
+// run at tinyllama/qwen shapes without downloading anything.
+#ifndef KESTREL_MODEL_SYNTHETIC_H_
+#define KESTREL_MODEL_SYNTHETIC_H_
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "model/config.h"
+#include "model/dtype.h"
+#include "model/safetensors_writer.h"
+
+namespace kestrel::model {
+
+// config.json text for a preset: "tiny" (llama, 2 layers, byte vocab),
+// "tiny-qwen2" (biases, tied embeddings), "tiny-qwen3" (q/k norm, explicit
+// head_dim), "tinyllama-1.1b", "qwen2.5-0.5b". `torch_dtype` is written into
+// the config ("float32", "float16", "bfloat16").
+absl::StatusOr<std::string> SyntheticPresetConfig(std::string_view preset, DType dtype);
+
+// Every tensor `config` needs, in `dtype`, with weights drawn from a
+// splitmix64 stream keyed by (seed, tensor name): matrices uniform in
+// +-1/sqrt(in_features) so activations stay O(1) through the layers, norm
+// scales near 1, biases small.
+std::vector<TensorToWrite> SyntheticTensors(const ModelConfig& config, DType dtype,
+                                            uint64_t seed);
+
+struct SyntheticCheckpointOptions {
+  // Output directory (created).
+  std::filesystem::path dir = {};
+  // config.json text (e.g. from SyntheticPresetConfig).
+  std::string config_json = {};
+  // Weight dtype: kF32, kF16 or kBF16.
+  DType dtype = DType::kF32;
+  uint64_t seed = 0;
+  // Checkpoints larger than this are sharded with an index (HF default 5 GB;
+  // default here 2 GiB so the 1.1B BF16 preset exercises sharding).
+  uint64_t max_shard_bytes = 2ull << 30;
+  // Also write a byte-level tokenizer.json (256 byte tokens + <s>, </s>).
+  bool write_tokenizer = true;
+};
+
+// A byte-level tokenizer.json: ids 0..255 are the bytes (GPT-2's
+// byte-to-unicode alphabet, no merges), 256 is <s>, 257 is </s> (both
+// special), and ids up to vocab_size - 1 are filler tokens "<extra_N>".
+std::string SyntheticTokenizerJson(int64_t vocab_size);
+
+// Writes config.json, the safetensors file(s) and optionally tokenizer.json.
+absl::Status WriteSyntheticCheckpoint(const SyntheticCheckpointOptions& options);
+
+}  // namespace kestrel::model
+
+#endif  // KESTREL_MODEL_SYNTHETIC_H_

@@ -1,0 +1,93 @@
+// The model's weights, one struct per layer, pointing into a loaded
+// checkpoint and checked against the config: every tensor the architecture
+// needs is present with the right shape and a usable dtype, and nothing
+// unexpected is (a stray bias would mean the config and checkpoint disagree).
+#ifndef KESTREL_MODEL_WEIGHTS_H_
+#define KESTREL_MODEL_WEIGHTS_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/config.h"
+#include "model/dtype.h"
+#include "model/safetensors.h"
+
+namespace kestrel::model {
+
+// A 2-D weight matrix in the checkpoint's dtype, row-major
+// [rows, cols] = [out_features, in_features] (the PyTorch nn.Linear layout,
+// so y = x W^T). Points into the checkpoint's memory; not owned.
+struct Matrix {
+  const void* data = nullptr;
+  DType dtype = DType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
+// Small vectors (norm scales, biases) upcast to float once at load, so
+// kernels that take `const float*` can use them whatever the checkpoint
+// dtype. Empty when the architecture has no such tensor.
+using Vec = std::vector<float>;
+
+struct LayerWeights {
+  Vec input_norm;        // [hidden]
+  Matrix q_proj;         // [num_heads * head_dim, hidden]
+  Matrix k_proj;         // [num_kv_heads * head_dim, hidden]
+  Matrix v_proj;         // [num_kv_heads * head_dim, hidden]
+  Matrix o_proj;         // [hidden, num_heads * head_dim]
+  Vec q_bias;            // [num_heads * head_dim], when config.qkv_bias
+  Vec k_bias;            // [num_kv_heads * head_dim], when config.qkv_bias
+  Vec v_bias;            // [num_kv_heads * head_dim], when config.qkv_bias
+  Vec o_bias;            // [hidden], when config.o_bias
+  Vec q_norm;            // [head_dim], when config.qk_norm
+  Vec k_norm;            // [head_dim], when config.qk_norm
+  Vec post_attention_norm;  // [hidden]
+  Matrix gate_proj;      // [intermediate, hidden]
+  Matrix up_proj;        // [intermediate, hidden]
+  Matrix down_proj;      // [hidden, intermediate]
+};
+
+// Immutable after Create; thread-safe for concurrent readers.
+class ModelWeights {
+ public:
+  struct Options {
+    // Directory with config.json and the safetensors checkpoint.
+    std::filesystem::path dir = {};
+    // How tensor bytes are held (default anonymous huge-page memory).
+    SafetensorsCheckpoint::Storage storage = SafetensorsCheckpoint::Storage::kAnonymous;
+  };
+
+  // Loads config.json and the checkpoint from options.dir and checks them.
+  static absl::StatusOr<std::unique_ptr<ModelWeights>> Load(const Options& options);
+  // Checks an already loaded checkpoint against `config` and takes it over.
+  static absl::StatusOr<std::unique_ptr<ModelWeights>> Create(
+      const ModelConfig& config, std::unique_ptr<SafetensorsCheckpoint> checkpoint);
+
+  const ModelConfig& config() const { return config_; }
+  const Matrix& embed_tokens() const { return embed_tokens_; }  // [vocab, hidden]
+  const std::vector<LayerWeights>& layers() const { return layers_; }
+  const Vec& final_norm() const { return final_norm_; }  // [hidden]
+  // [vocab, hidden]; the embedding matrix itself when tie_word_embeddings.
+  const Matrix& lm_head() const { return lm_head_; }
+  const SafetensorsCheckpoint& checkpoint() const { return *checkpoint_; }
+  // Bytes of matrices read per decoded token (all layers + lm_head): the
+  // numerator of the memory-bandwidth bound.
+  uint64_t matrix_bytes_per_token() const;
+
+ private:
+  ModelWeights() = default;
+
+  ModelConfig config_;
+  std::unique_ptr<SafetensorsCheckpoint> checkpoint_;
+  Matrix embed_tokens_;
+  std::vector<LayerWeights> layers_;
+  Vec final_norm_;
+  Matrix lm_head_;
+};
+
+}  // namespace kestrel::model
+
+#endif  // KESTREL_MODEL_WEIGHTS_H_
