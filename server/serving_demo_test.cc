@@ -174,6 +174,38 @@ TEST_CASE("Abort ends a request by id; n > 1 streams one finish per sample") {
   REQUIRE(stub->Abort(&again, abort, &response).ok());
   CHECK_FALSE(response.found());
 
+  // Greedy samples of one prompt share its KV blocks copy-on-write; each
+  // must still continue exactly as a lone greedy request (a wrong block copy
+  // would make the samples diverge). 21 prompt tokens end mid-block. The
+  // demo model attends almost uniformly, so this catches a lost V copy; the
+  // stories260K test (serving_test) also catches a lost K copy.
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 21; ++i) prompt.push_back(40 + i);
+  GenerateRequest single = Ids(prompt, 20);
+  single.mutable_sampling()->set_temperature(0.0f);
+  // The pair runs first: had the lone request run before, its freed blocks
+  // would still hold this prompt's KV and hide a missing copy.
+  GenerateRequest pair = single;
+  pair.mutable_sampling()->set_n(2);
+  kestrel::v1::CompleteResponse pair_response;
+  {
+    grpc::ClientContext context;
+    REQUIRE(stub->Complete(&context, pair, &pair_response).ok());
+    REQUIRE(pair_response.completions_size() == 2);
+  }
+  std::vector<int32_t> alone;
+  {
+    grpc::ClientContext context;
+    kestrel::v1::CompleteResponse response;
+    REQUIRE(stub->Complete(&context, single, &response).ok());
+    alone.assign(response.completions(0).token_ids().begin(), response.completions(0).token_ids().end());
+  }
+  for (int i = 0; i < 2; ++i) {
+    INFO("sample " << i);
+    CHECK(std::vector<int32_t>(pair_response.completions(i).token_ids().begin(),
+                               pair_response.completions(i).token_ids().end()) == alone);
+  }
+
   GenerateRequest n3 = Ids({9, 8, 7, 6}, 12);
   n3.mutable_sampling()->set_n(3);
   n3.mutable_sampling()->set_seed(5);

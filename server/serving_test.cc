@@ -176,6 +176,21 @@ TEST_CASE("serving stories260K over gRPC") {
     CHECK(std::vector<int32_t>(complete.prompt().token_ids().begin(),
                                complete.prompt().token_ids().end()) == golden.prompt_ids);
 
+    // Two greedy samples share the prompt's partial KV block copy-on-write;
+    // both must still be the golden continuation.
+    GenerateRequest pair = request;
+    pair.mutable_sampling()->set_n(2);
+    grpc::ClientContext pair_context;
+    pair_context.set_deadline(std::chrono::system_clock::now() + 60s);
+    kestrel::v1::CompleteResponse two;
+    REQUIRE(stub->Complete(&pair_context, pair, &two).ok());
+    REQUIRE(two.completions_size() == 2);
+    for (int i = 0; i < 2; ++i) {
+      INFO("sample " << i);
+      CHECK(std::vector<int32_t>(two.completions(i).token_ids().begin(),
+                                 two.completions(i).token_ids().end()) == golden.output_ids);
+    }
+
     kestrel::v1::TokenizeRequest tokenize;
     tokenize.set_text(golden.prompt);
     kestrel::v1::TokenizeResponse tokens;
