@@ -13,6 +13,8 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/debugging/failure_signal_handler.h"
+#include "absl/debugging/symbolize.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -306,6 +308,10 @@ int Run() {
 }  // namespace kestrel::server
 
 int main(int argc, char** argv) {
+  // A crash prints the faulting thread's symbolized stack to stderr (the
+  // log), so a field failure leaves something to debug.
+  absl::InitializeSymbolizer(argv[0]);
+  absl::InstallFailureSignalHandler(absl::FailureSignalHandlerOptions());
   absl::SetProgramUsageMessage(
       "Kestrel LLM inference server.\n  kestrel-server --model=demo --listen=0.0.0.0:50051");
   absl::ParseCommandLine(argc, argv);

@@ -63,15 +63,6 @@ TestServer StartDemo(std::vector<std::string> args = {}) {
   return std::move(*server);
 }
 
-grpc::health::v1::HealthCheckResponse::ServingStatus Health(const TestServer& server) {
-  auto stub = grpc::health::v1::Health::NewStub(server.Channel());
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + 10s);
-  grpc::health::v1::HealthCheckResponse response;
-  if (!stub->Check(&context, {}, &response).ok()) return grpc::health::v1::HealthCheckResponse::UNKNOWN;
-  return response.status();
-}
-
 TEST_CASE("invalid requests get INVALID_ARGUMENT naming the field, and the server keeps serving") {
   TestServer server = StartDemo({"--max_request_bytes=65536"});
   auto stub = kestrel::v1::Kestrel::NewStub(server.Channel());
@@ -254,10 +245,20 @@ TEST_CASE("SIGTERM drains: active streams complete, new requests get UNAVAILABLE
   // During the drain: health says NOT_SERVING and new work is refused.
   bool refused = false;
   bool not_serving = false;
+  // One client connection polls, as a load balancer would.
+  auto late_channel = server.Channel();
+  auto late_stub = kestrel::v1::Kestrel::NewStub(late_channel);
+  auto health_stub = grpc::health::v1::Health::NewStub(late_channel);
   for (int i = 0; i < 200 && !(refused && not_serving); ++i) {
-    StreamResult late = Generate(*kestrel::v1::Kestrel::NewStub(server.Channel()), Ids({1}, 2));
+    StreamResult late = Generate(*late_stub, Ids({1}, 2));
     if (late.status.error_code() == grpc::StatusCode::UNAVAILABLE) refused = true;
-    if (Health(server) == grpc::health::v1::HealthCheckResponse::NOT_SERVING) not_serving = true;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + 10s);
+    grpc::health::v1::HealthCheckResponse health;
+    if (health_stub->Check(&context, {}, &health).ok() &&
+        health.status() == grpc::health::v1::HealthCheckResponse::NOT_SERVING) {
+      not_serving = true;
+    }
     std::this_thread::sleep_for(5ms);
   }
   CHECK(refused);
