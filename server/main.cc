@@ -57,6 +57,9 @@ ABSL_FLAG(bool, mmap_weights, false,
           "Map the checkpoint instead of loading it into anonymous memory (faster start, "
           "slower decode)");
 
+ABSL_FLAG(bool, bf16_dot, false,
+          "BF16 checkpoints: AVX-512 BF16 dot products (activations rounded to bf16); about "
+          "1.6x faster prefill, greedy output may differ from the exact path");
 ABSL_FLAG(int, max_num_batched_tokens, 2048, "Token budget of one engine step");
 ABSL_FLAG(int, max_num_seqs, 256, "Most sequences running at once");
 ABSL_FLAG(int, max_queued_requests, 1024,
@@ -170,6 +173,7 @@ int Run() {
   load.kv_cache_bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_kv_cache_mib)) << 20;
   load.max_model_len = absl::GetFlag(FLAGS_max_model_len);
   load.mmap_weights = absl::GetFlag(FLAGS_mmap_weights);
+  load.bf16_dot = absl::GetFlag(FLAGS_bf16_dot);
   const absl::Time load_start = absl::Now();
   absl::StatusOr<LoadedModel> model = LoadModel(load);
   if (!model.ok()) {

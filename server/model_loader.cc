@@ -66,6 +66,7 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelLoadOptions& options) {
   model::ModelRunner::Options runner_options;
   runner_options.num_threads = options.num_threads;
   runner_options.kv_cache_bytes = options.kv_cache_bytes;
+  runner_options.bf16_dot = options.bf16_dot;
   runner_options.storage = options.mmap_weights
                                ? model::SafetensorsCheckpoint::Storage::kFileMmap
                                : model::SafetensorsCheckpoint::Storage::kAnonymous;

@@ -31,6 +31,10 @@ struct ModelLoadOptions {
   int max_model_len = 0;
   // Map the checkpoint file instead of copying it into anonymous memory.
   bool mmap_weights = false;
+  // BF16 weights: AVX-512 BF16 dot products in the GEMMs (activations
+  // rounded to bf16, as GPU bf16 matmuls do). About 1.6x faster prefill;
+  // greedy output can differ from the exact path.
+  bool bf16_dot = false;
 };
 
 struct LoadedModel {
