@@ -11,17 +11,9 @@ if [[ ! -x "$buf" ]]; then
   echo "KESTREL-SKIPPED: buf not installed at $buf"; exit 0
 fi
 
-port_file="$tmp/port"
-"$runfiles/server/kestrel-server" --listen=127.0.0.1:0 --port_file="$port_file" \
-  --metrics_address= >"$tmp/server.log" 2>&1 &
-server=$!
-trap 'kill -9 $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do
-  [[ -s "$port_file" ]] && break
-  kill -0 $server 2>/dev/null || { cat "$tmp/server.log"; exit 1; }
-  sleep 0.1
-done
-url="http://127.0.0.1:$(cat "$port_file")"
+source "$runfiles/server/testdata/start_server.sh"
+start_server
+url="http://127.0.0.1:$port"
 # Debian's gRPC 1.51 serves reflection v1alpha only.
 curl_args=(--protocol grpc --http2-prior-knowledge --reflect-protocol grpc-v1alpha)
 fail() { echo "FAIL: $*"; cat "$tmp/server.log"; exit 1; }

@@ -27,20 +27,11 @@ touch "$stubs/kestrel_grpc_std/__init__.py" "$stubs/kestrel_grpc_std/health/__in
 sed -i 's/^from grpc.health.v1 import/from kestrel_grpc_std.health.v1 import/' \
   "$stubs"/kestrel_grpc_std/health/v1/*.py
 
-port_file="$tmp/port"
-"$runfiles/server/kestrel-server" --listen=127.0.0.1:0 --port_file="$port_file" \
-  --metrics_address= >"$tmp/server.log" 2>&1 &
-server=$!
-trap 'kill -9 $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do
-  [[ -s "$port_file" ]] && break
-  kill -0 $server 2>/dev/null || { cat "$tmp/server.log"; exit 1; }
-  sleep 0.1
-done
-[[ -s "$port_file" ]] || { echo "server did not start"; cat "$tmp/server.log"; exit 1; }
+source "$runfiles/server/testdata/start_server.sh"
+start_server
 
 sed 's/^from grpc.health.v1 import/from kestrel_grpc_std.health.v1 import/' \
   "$runfiles/server/testdata/python_client.py" >"$tmp/python_client.py"
-timeout 120 "$python" "$tmp/python_client.py" "$stubs" "127.0.0.1:$(cat "$port_file")"
+timeout 120 "$python" "$tmp/python_client.py" "$stubs" "127.0.0.1:$port"
 kill -TERM $server
 wait $server
