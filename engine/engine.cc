@@ -584,6 +584,15 @@ void Engine::RunStep() {
   }
 
   status = executor_->Execute(step_, &logits_);
+  if (status.ok()) {
+    size_t sampling = 0;
+    for (const scheduler::ScheduledSequence& seq : step_.scheduled) sampling += seq.samples ? 1 : 0;
+    if (logits_.size() != sampling * static_cast<size_t>(vocab_size_)) {
+      status = absl::InternalError(absl::StrCat("model returned ", logits_.size(),
+                                                " logits for ", sampling, " sampling rows of ",
+                                                vocab_size_));
+    }
+  }
   if (!status.ok()) {
     FailStep(status);
     return;

@@ -28,10 +28,13 @@ struct StreamResult {
 };
 
 StreamResult Generate(kestrel::v1::Kestrel::Stub& stub, const GenerateRequest& request,
-                      std::atomic<int>* started = nullptr) {
+                      std::atomic<int>* started = nullptr, bool wait_for_ready = true) {
   StreamResult result;
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + 60s);
+  // Many clients connect at once on a loaded machine: a failed connection
+  // attempt is retried until the deadline, as a patient client would.
+  context.set_wait_for_ready(wait_for_ready);
   auto reader = stub.Generate(&context, request);
   GenerateResponse response;
   bool counted = false;
@@ -250,7 +253,8 @@ TEST_CASE("SIGTERM drains: active streams complete, new requests get UNAVAILABLE
   auto late_stub = kestrel::v1::Kestrel::NewStub(late_channel);
   auto health_stub = grpc::health::v1::Health::NewStub(late_channel);
   for (int i = 0; i < 200 && !(refused && not_serving); ++i) {
-    StreamResult late = Generate(*late_stub, Ids({1}, 2));
+    // Fail fast: the server may be gone once the drain completes.
+    StreamResult late = Generate(*late_stub, Ids({1}, 2), nullptr, /*wait_for_ready=*/false);
     if (late.status.error_code() == grpc::StatusCode::UNAVAILABLE) refused = true;
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + 10s);

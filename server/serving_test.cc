@@ -62,6 +62,9 @@ StreamResult Generate(kestrel::v1::Kestrel::Stub& stub, const GenerateRequest& r
   StreamResult result;
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + deadline);
+  // Many clients connect at once on a loaded machine: a failed connection
+  // attempt is retried until the deadline, as a patient client would.
+  context.set_wait_for_ready(true);
   auto reader = stub.Generate(&context, request);
   GenerateResponse response;
   if (read_delay.count() > 0) std::this_thread::sleep_for(read_delay);
