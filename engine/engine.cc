@@ -428,20 +428,18 @@ void Engine::Retire(uint64_t handle) {
   auto it = active_.find(handle);
   if (it == active_.end()) return;
   Active& active = *it->second;
-  if (metrics_ != nullptr) {
-    const std::string status = active.first_error.ok() ? "ok" : StatusLabel(active.first_error);
-    RequestSample sample;
-    sample.status = status;
-    sample.finish_reason = FinishReasonName(active.first_reason.value_or(FinishReason::kError));
-    sample.prompt_tokens = static_cast<int>(active.params.prompt_ids.size());
-    for (const Sample& s : active.samples) sample.generation_tokens += s.num_tokens;
-    const absl::Time now = absl::Now();
-    if (active.first_scheduled) sample.queue_time = *active.first_scheduled - active.arrival;
-    if (active.first_token) sample.time_to_first_token = *active.first_token - active.arrival;
-    sample.end_to_end = now - active.arrival;
-    metrics_->RecordRequest(sample);
-  }
-  LogRequest(active, absl::Now());
+  // One summary feeds both the metrics and the log line.
+  const std::string status = active.first_error.ok() ? "ok" : StatusLabel(active.first_error);
+  RequestSample sample;
+  sample.status = status;
+  sample.finish_reason = FinishReasonName(active.first_reason.value_or(FinishReason::kError));
+  sample.prompt_tokens = static_cast<int>(active.params.prompt_ids.size());
+  for (const Sample& s : active.samples) sample.generation_tokens += s.num_tokens;
+  if (active.first_scheduled) sample.queue_time = *active.first_scheduled - active.arrival;
+  if (active.first_token) sample.time_to_first_token = *active.first_token - active.arrival;
+  sample.end_to_end = absl::Now() - active.arrival;
+  if (metrics_ != nullptr) metrics_->RecordRequest(sample);
+  LogRequest(active, sample);
   {
     std::unique_lock lock(mu_);
     ids_.erase(active.params.request_id);
@@ -451,19 +449,15 @@ void Engine::Retire(uint64_t handle) {
   active_.erase(it);
 }
 
-void Engine::LogRequest(const Active& active, absl::Time now) const {
+void Engine::LogRequest(const Active& active, const RequestSample& sample) const {
   if (options_.request_log == RequestLogFormat::kOff) return;
-  int completion_tokens = 0;
-  for (const Sample& s : active.samples) completion_tokens += s.num_tokens;
-  const std::string status = active.first_error.ok() ? "ok" : StatusLabel(active.first_error);
-  const char* reason = FinishReasonName(active.first_reason.value_or(FinishReason::kError));
-  auto seconds = [&](const std::optional<absl::Time>& t) {
-    return t.has_value() ? absl::ToDoubleSeconds(*t - active.arrival) : -1.0;
+  // -1 marks a stage the request never reached.
+  auto seconds = [](absl::Duration d) {
+    return d == absl::InfiniteDuration() ? -1.0 : absl::ToDoubleSeconds(d);
   };
-  const double queue_s = seconds(active.first_scheduled);
-  const double ttft_s = seconds(active.first_token);
-  const double total_s = absl::ToDoubleSeconds(now - active.arrival);
-  const int prompt_tokens = static_cast<int>(active.params.prompt_ids.size());
+  const double queue_s = seconds(sample.queue_time);
+  const double ttft_s = seconds(sample.time_to_first_token);
+  const double total_s = seconds(sample.end_to_end);
   if (options_.request_log == RequestLogFormat::kJson) {
     // The id is client-chosen: escape it as a JSON string.
     std::string id;
@@ -482,27 +476,30 @@ void Engine::LogRequest(const Active& active, absl::Time now) const {
         "\"finish_reason\":\"{}\",\"n\":{},\"prompt_tokens\":{},\"cached_prompt_tokens\":{},"
         "\"completion_tokens\":{},\"queue_seconds\":{:.6f},\"ttft_seconds\":{:.6f},"
         "\"total_seconds\":{:.6f}}}",
-        id, status, reason, active.params.n, prompt_tokens, active.cached_prompt_tokens,
-        completion_tokens, queue_s, ttft_s, total_s);
+        id, std::string(sample.status), std::string(sample.finish_reason), active.params.n,
+        sample.prompt_tokens, active.cached_prompt_tokens, sample.generation_tokens, queue_s,
+        ttft_s, total_s);
   } else {
     spdlog::info(
         "request finished id={} status={} finish_reason={} n={} prompt_tokens={} "
         "cached_prompt_tokens={} completion_tokens={} queue_s={:.6f} ttft_s={:.6f} total_s={:.6f}",
-        absl::CHexEscape(active.params.request_id), status, reason, active.params.n, prompt_tokens,
-        active.cached_prompt_tokens, completion_tokens, queue_s, ttft_s, total_s);
+        absl::CHexEscape(active.params.request_id), std::string(sample.status),
+        std::string(sample.finish_reason), active.params.n, sample.prompt_tokens,
+        active.cached_prompt_tokens, sample.generation_tokens, queue_s, ttft_s, total_s);
   }
 }
 
-absl::Status Engine::SampleToken(Active& active, int index, std::vector<float>& row,
+absl::Status Engine::SampleToken(Active& active, int index, std::span<const float> row,
                                  scheduler::SequenceId seq_id, absl::Time now,
                                  std::vector<scheduler::SampledToken>* sampled) {
   Sample& sample = active.samples[index];
   const GenerateParams& p = active.params;
-  std::span<const float> logits(row.data(), row.size());
-  std::vector<float> masked;
+  std::span<const float> logits = row;
   if (sample.num_tokens < p.min_tokens) {
-    // Below min_tokens nothing may end the sample: mask every stopping token.
-    masked = row;
+    // Below min_tokens nothing may end the sample: mask every stopping token
+    // (in a copy: the row may be shared by the other samples of the request).
+    std::vector<float>& masked = masked_logits_;
+    masked.assign(row.begin(), row.end());
     constexpr float kNegInf = -std::numeric_limits<float>::infinity();
     if (!p.ignore_eos) {
       for (int32_t eos : options_.eos_token_ids) masked[eos] = kNegInf;
@@ -602,11 +599,10 @@ void Engine::RunStep() {
   sampled_.clear();
   size_t row = 0;
   const size_t vocab = static_cast<size_t>(vocab_size_);
-  std::vector<float> row_logits(vocab);
   std::vector<uint64_t> failed;
   for (const scheduler::ScheduledSequence& seq : step_.scheduled) {
     if (!seq.samples) continue;
-    std::copy(logits_.begin() + row * vocab, logits_.begin() + (row + 1) * vocab, row_logits.begin());
+    const std::span<const float> row_logits(logits_.data() + row * vocab, vocab);
     ++row;
     auto it = active_.find(seq.request_id);
     if (it == active_.end()) continue;

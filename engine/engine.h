@@ -10,6 +10,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -145,7 +146,7 @@ class Engine {
   void RunStep();
   void FailStep(const absl::Status& status);
   // Samples one token for sample `index` of `active` from `logits`.
-  absl::Status SampleToken(Active& active, int index, std::vector<float>& logits_row,
+  absl::Status SampleToken(Active& active, int index, std::span<const float> logits_row,
                            scheduler::SequenceId seq_id, absl::Time now,
                            std::vector<scheduler::SampledToken>* sampled);
   void FinishSample(Active& active, int index, FinishReason reason, absl::Status status,
@@ -153,7 +154,7 @@ class Engine {
   // Removes a request whose samples have all finished (logging it and
   // recording its metrics).
   void Retire(uint64_t handle);
-  void LogRequest(const Active& active, absl::Time now) const;
+  void LogRequest(const Active& active, const RequestSample& sample) const;
   void PublishLoad();
 
   // Constant after construction.
@@ -170,6 +171,7 @@ class Engine {
   scheduler::StepOutput step_;
   std::vector<float> logits_;
   std::vector<scheduler::SampledToken> sampled_;
+  std::vector<float> masked_logits_;  // [vocab] scratch for min_tokens masking
 
   // std::mutex rather than absl::Mutex: Debian's Abseil is not built for
   // ThreadSanitizer, which then cannot see absl::Mutex's synchronization.
