@@ -9,6 +9,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include <mutex>
+#include "common/status_macros.h"
 #include "server/grpc_status.h"
 #include "server/request_convert.h"
 #include "server/version.h"
@@ -35,6 +36,41 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const 
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(status);
   return reactor;
+}
+
+// What Generate and Complete both derive from a request before submitting it.
+struct PreparedCall {
+  engine::GenerateParams params;
+  bool want_ids = true;
+  bool want_text = true;
+  // Set when output.echo_prompt.
+  std::optional<kestrel::v1::PromptEcho> echo;
+};
+
+absl::StatusOr<PreparedCall> PrepareCall(const kestrel::v1::GenerateRequest& request,
+                                         const tokenizer::Tokenizer& tokenizer,
+                                         const grpc::CallbackServerContext& context) {
+  PreparedCall call;
+  ASSIGN_OR_RETURN(call.params, ToGenerateParams(request, tokenizer, DeadlineOf(&context)));
+  if (call.params.request_id.empty()) call.params.request_id = NewRequestId();
+  const kestrel::v1::OutputOptions& output = request.output();
+  call.want_ids = !output.has_return_token_ids() || output.return_token_ids();
+  call.want_text = !output.has_return_text() || output.return_text();
+  if (output.echo_prompt()) {
+    kestrel::v1::PromptEcho& echo = call.echo.emplace();
+    echo.mutable_token_ids()->Add(call.params.prompt_ids.begin(), call.params.prompt_ids.end());
+    absl::StatusOr<std::string> text = tokenizer.Decode(call.params.prompt_ids, false);
+    if (text.ok()) echo.set_text(*text);
+  }
+  return call;
+}
+
+// Records a FinishEvent's error as the call's status (the first one wins).
+// Returns true when the event says the request was refused before it
+// started, which ends the call whatever `n` was.
+bool RecordFinish(const engine::FinishEvent& event, std::optional<grpc::Status>* status) {
+  if (!event.status.ok() && !status->has_value()) *status = ToGrpcStatus(event.status);
+  return event.reason == engine::FinishReason::kError && !event.status.ok();
 }
 
 // ---------------------------------------------------------------------------
@@ -189,10 +225,7 @@ class StreamSink final : public engine::RequestSink {
     StreamState::Action action;
     {
       std::lock_guard lock(state_->mu);
-      const bool refused = event.reason == engine::FinishReason::kError && !event.status.ok();
-      if (!event.status.ok() && !state_->status.has_value()) {
-        state_->status = ToGrpcStatus(event.status);
-      }
+      const bool refused = RecordFinish(event, &state_->status);
       if (!state_->abandon && !refused) {
         GenerateResponse& response = state_->queue.emplace_back();
         response.set_request_id(state_->request_id);
@@ -279,10 +312,7 @@ class CompleteSink final : public engine::RequestSink {
     {
       std::lock_guard lock(state_->mu);
       if (state_->response == nullptr || state_->finish_called) return;
-      const bool refused = event.reason == engine::FinishReason::kError && !event.status.ok();
-      if (!event.status.ok() && !state_->status.has_value()) {
-        state_->status = ToGrpcStatus(event.status);
-      }
+      const bool refused = RecordFinish(event, &state_->status);
       if (!refused) ToProto(event, Completion(event.index).mutable_finished());
       ++state_->finished;
       if (!refused && state_->finished < state_->samples) return;
@@ -317,33 +347,25 @@ grpc::ServerWriteReactor<GenerateResponse>* KestrelService::Generate(
   state->max_buffered = options_.max_buffered_events;
   auto* stream = new GenerateStream(state);
 
-  absl::StatusOr<engine::GenerateParams> params =
-      ToGenerateParams(*request, *tokenizer_, DeadlineOf(context));
-  if (!params.ok()) {
-    stream->Finish(ToGrpcStatus(params.status()));
+  absl::StatusOr<PreparedCall> call = PrepareCall(*request, *tokenizer_, *context);
+  if (!call.ok()) {
+    stream->Finish(ToGrpcStatus(call.status()));
     return stream;
   }
-  const kestrel::v1::OutputOptions& output = request->output();
-  state->want_ids = !output.has_return_token_ids() || output.return_token_ids();
-  state->want_text = !output.has_return_text() || output.return_text();
-  if (params->request_id.empty()) {
-    params->request_id = NewRequestId();
-  }
-  state->request_id = params->request_id;
+  state->want_ids = call->want_ids;
+  state->want_text = call->want_text;
+  state->request_id = call->params.request_id;
   {
     std::lock_guard lock(state->mu);
-    state->samples = params->n;
-    if (output.echo_prompt()) {
+    state->samples = call->params.n;
+    if (call->echo.has_value()) {
       GenerateResponse& echo = state->queue.emplace_back();
       echo.set_request_id(state->request_id);
-      echo.mutable_prompt()->mutable_token_ids()->Add(params->prompt_ids.begin(),
-                                                      params->prompt_ids.end());
-      absl::StatusOr<std::string> text = tokenizer_->Decode(params->prompt_ids, false);
-      if (text.ok()) echo.mutable_prompt()->set_text(*text);
+      *echo.mutable_prompt() = std::move(*call->echo);
     }
   }
   absl::StatusOr<uint64_t> handle =
-      engine_->Submit(std::move(*params), std::make_shared<StreamSink>(state));
+      engine_->Submit(std::move(call->params), std::make_shared<StreamSink>(state));
   StreamState::Action action;
   {
     std::lock_guard lock(state->mu);
@@ -365,34 +387,24 @@ grpc::ServerWriteReactor<GenerateResponse>* KestrelService::Generate(
 grpc::ServerUnaryReactor* KestrelService::Complete(grpc::CallbackServerContext* context,
                                                    const kestrel::v1::GenerateRequest* request,
                                                    kestrel::v1::CompleteResponse* response) {
-  absl::StatusOr<engine::GenerateParams> params =
-      ToGenerateParams(*request, *tokenizer_, DeadlineOf(context));
-  if (!params.ok()) return FinishNow(context, ToGrpcStatus(params.status()));
+  absl::StatusOr<PreparedCall> prepared = PrepareCall(*request, *tokenizer_, *context);
+  if (!prepared.ok()) return FinishNow(context, ToGrpcStatus(prepared.status()));
 
   auto state = std::make_shared<CompleteState>();
   state->engine = engine_;
   state->tokenizer = tokenizer_;
-  const kestrel::v1::OutputOptions& output = request->output();
-  state->want_ids = !output.has_return_token_ids() || output.return_token_ids();
-  state->want_text = !output.has_return_text() || output.return_text();
-  if (params->request_id.empty()) {
-    params->request_id = NewRequestId();
-  }
-  response->set_request_id(params->request_id);
-  if (output.echo_prompt()) {
-    response->mutable_prompt()->mutable_token_ids()->Add(params->prompt_ids.begin(),
-                                                         params->prompt_ids.end());
-    absl::StatusOr<std::string> text = tokenizer_->Decode(params->prompt_ids, false);
-    if (text.ok()) response->mutable_prompt()->set_text(*text);
-  }
+  state->want_ids = prepared->want_ids;
+  state->want_text = prepared->want_text;
+  response->set_request_id(prepared->params.request_id);
+  if (prepared->echo.has_value()) *response->mutable_prompt() = std::move(*prepared->echo);
   auto* call = new CompleteCall(state);
   {
     std::lock_guard lock(state->mu);
     state->response = response;
-    state->samples = params->n;
+    state->samples = prepared->params.n;
   }
   absl::StatusOr<uint64_t> handle =
-      engine_->Submit(std::move(*params), std::make_shared<CompleteSink>(state));
+      engine_->Submit(std::move(prepared->params), std::make_shared<CompleteSink>(state));
   if (!handle.ok()) {
     {
       std::lock_guard lock(state->mu);
