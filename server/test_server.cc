@@ -1,16 +1,13 @@
 #include "server/test_server.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <fstream>
 #include <iostream>
 
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
+
+#include "server/metrics_exposer_testutil.h"
 
 namespace kestrel::server {
 
@@ -52,30 +49,9 @@ std::shared_ptr<grpc::Channel> TestServer::Channel(grpc::ChannelArguments args) 
 }
 
 std::string TestServer::ScrapeMetrics() const {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return "";
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(metrics_port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  timeval timeout{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return "";
-  }
-  const std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-  if (write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
-    close(fd);
-    return "";
-  }
-  std::string response;
-  char buffer[8192];
-  ssize_t n;
-  while ((n = read(fd, buffer, sizeof(buffer))) > 0) response.append(buffer, static_cast<size_t>(n));
-  close(fd);
-  const size_t body = response.find("\r\n\r\n");
-  return body == std::string::npos ? "" : response.substr(body + 4);
+  absl::StatusOr<testing::HttpResponse> response = testing::HttpGet(metrics_port, "/metrics");
+  if (!response.ok() || response->status_code != 200) return "";
+  return response->body;
 }
 
 }  // namespace kestrel::server
