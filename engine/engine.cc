@@ -440,12 +440,12 @@ void Engine::Retire(uint64_t handle) {
   sample.end_to_end = absl::Now() - active.arrival;
   if (metrics_ != nullptr) metrics_->RecordRequest(sample);
   LogRequest(active, sample);
-  {
+  if (!active.first_scheduled.has_value()) {
     std::unique_lock lock(mu_);
-    ids_.erase(active.params.request_id);
-    if (!active.first_scheduled.has_value()) --queued_;
+    --queued_;
   }
-  idle_cv_.notify_all();
+  // The id left ids_ with the last FinishSample; erasing it here could drop
+  // a new request that already reuses the id.
   active_.erase(it);
 }
 

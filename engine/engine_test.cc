@@ -494,3 +494,57 @@ TEST_CASE("CancelAll and destruction end active requests with their status") {
 
 }  // namespace
 }  // namespace kestrel::engine
+
+namespace kestrel::engine {
+namespace {
+
+// Resubmits a request with the same id from inside OnFinish, the earliest
+// moment a client can learn its request ended.
+class ResubmittingSink final : public RequestSink {
+ public:
+  ResubmittingSink(Engine* engine, GenerateParams next, std::shared_ptr<CollectingSink> next_sink)
+      : engine_(engine), next_(std::move(next)), next_sink_(std::move(next_sink)) {}
+  void OnTokens(TokenEvent) override {}
+  void OnFinish(FinishEvent) override {
+    absl::StatusOr<uint64_t> handle = engine_->Submit(next_, next_sink_);
+    std::lock_guard lock(mu_);
+    resubmitted_ = handle.ok();
+    done_ = true;
+    cv_.notify_all();
+  }
+  bool WaitResubmitted() {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(30), [this] { return done_; });
+    return resubmitted_;
+  }
+
+ private:
+  Engine* const engine_;
+  const GenerateParams next_;
+  const std::shared_ptr<CollectingSink> next_sink_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  bool resubmitted_ = false;
+};
+
+TEST_CASE("an id reused the moment its request finishes stays tracked") {
+  FakeExecutor::Options fake;
+  fake.step_delay = absl::Milliseconds(2);
+  Harness h = MakeEngine(fake);
+  GenerateParams first = Greedy(Prompt(5, 0), 2);
+  first.request_id = "same";
+  GenerateParams second = Greedy(Prompt(5, 1), 900);
+  second.request_id = "same";
+  auto second_sink = std::make_shared<CollectingSink>();
+  auto sink = std::make_shared<ResubmittingSink>(h.engine.get(), second, second_sink);
+  REQUIRE(h.engine->Submit(first, sink).ok());
+  REQUIRE(sink->WaitResubmitted());
+  // The first request's clean-up must not forget the second one's id.
+  CHECK(h.engine->Abort("same"));
+  REQUIRE(second_sink->Wait());
+  CHECK(second_sink->finish().reason == FinishReason::kCancelled);
+}
+
+}  // namespace
+}  // namespace kestrel::engine
