@@ -277,6 +277,24 @@ void GemmRangeAvx2(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
   }
 }
 
+float SumF32Avx2(const float* x, int64_t n) {
+  // kSumStreams equal parts read side by side, one accumulator each.
+  const int64_t part = n / kSumStreams / 8 * 8;
+  __m256 acc[kSumStreams];
+  for (int s = 0; s < kSumStreams; ++s) acc[s] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < part; i += 8) {
+    for (int s = 0; s < kSumStreams; ++s) {
+      acc[s] = _mm256_add_ps(acc[s], _mm256_loadu_ps(x + s * part + i));
+    }
+  }
+  int64_t i = kSumStreams * part;
+  for (; i + 8 <= n; i += 8) acc[0] = _mm256_add_ps(acc[0], _mm256_loadu_ps(x + i));
+  float tail = 0;
+  for (; i < n; ++i) tail += x[i];
+  for (int s = 1; s < kSumStreams; ++s) acc[0] = _mm256_add_ps(acc[0], acc[s]);
+  return ReduceAdd(acc[0]) + tail;
+}
+
 void SiluMulAvx2(const float* gate, const float* up, float* out, int64_t n) {
   const __m256 one = _mm256_set1_ps(1.0f);
   int64_t i = 0;

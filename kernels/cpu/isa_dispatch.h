@@ -11,6 +11,7 @@ struct IsaTable {
   void (*gemm_range)(const isa::GemmArgs& a, int64_t n_begin, int64_t n_end);
   const isa::AttentionVecOps* attention;
   void (*silu_mul)(const float* gate, const float* up, float* out, int64_t n);
+  float (*sum_f32)(const float* x, int64_t n);
 };
 
 // REQUIRES: isa != kAuto and IsaSupported(isa).

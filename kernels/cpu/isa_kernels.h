@@ -74,6 +74,16 @@ void SiluMulScalar(const float* gate, const float* up, float* out, int64_t n);
 void SiluMulAvx2(const float* gate, const float* up, float* out, int64_t n);
 void SiluMulAvx512(const float* gate, const float* up, float* out, int64_t n);
 
+// Sum of x[0, n) in F32, for the read-bandwidth probe: the array is read as
+// kSumStreams equal parts side by side, each into its own accumulator. One
+// sequential stream per core leaves DRAM bandwidth unused (each hardware
+// prefetch stream has a limited distance); a GEMV reads 4-8 weight rows side
+// by side, and so does this. Summation order differs between variants.
+constexpr int kSumStreams = 8;
+float SumF32Scalar(const float* x, int64_t n);
+float SumF32Avx2(const float* x, int64_t n);
+float SumF32Avx512(const float* x, int64_t n);
+
 extern const AttentionVecOps kAttentionScalar;
 extern const AttentionVecOps kAttentionAvx2;
 extern const AttentionVecOps kAttentionAvx512;

@@ -95,6 +95,19 @@ void GemmRangeScalar(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
   }
 }
 
+float SumF32Scalar(const float* x, int64_t n) {
+  // kSumStreams equal parts read side by side, one accumulator each.
+  const int64_t part = n / kSumStreams;
+  float acc[kSumStreams] = {};
+  for (int64_t i = 0; i < part; ++i) {
+    for (int s = 0; s < kSumStreams; ++s) acc[s] += x[s * part + i];
+  }
+  for (int64_t i = kSumStreams * part; i < n; ++i) acc[0] += x[i];
+  float sum = 0;
+  for (float a : acc) sum += a;
+  return sum;
+}
+
 void SiluMulScalar(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float x = gate[i];

@@ -22,6 +22,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "kernels/cpu/attention.h"
+#include "kernels/cpu/bandwidth.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/thread_pool.h"
@@ -96,48 +97,22 @@ void Check(const absl::Status& s) {
   }
 }
 
-// Sums the buffer with 8 independent accumulators per thread: a plain
-// streaming read whose speed is set by DRAM.
+// The GEMV rows are timed per weight matrix (one ParallelFor each), so the
+// probe times 32 MiB slices the same way: the two are comparable.
 double MeasureReadBandwidth(ThreadPool* pool, int reps) {
-  const size_t bytes = static_cast<size_t>(absl::GetFlag(FLAGS_bandwidth_mib)) << 20;
-  Buffer buf(bytes);
-  float* f = static_cast<float*>(buf.p);
-  const int64_t n = static_cast<int64_t>(bytes / sizeof(float));
-  for (int64_t i = 0; i < n; ++i) f[i] = static_cast<float>(i & 7);
-  std::vector<double> sink(64);
-  // GCC vector extensions: 64-byte vectors, four independent sums, lowered
-  // to whatever SIMD the baseline target has (no -m flags needed).
-  typedef float V16 __attribute__((vector_size(64), aligned(4)));
-  // Slices of 32 MiB, each one ParallelFor timed on its own (as a GEMV over
-  // one weight matrix is), median over all slices of all repetitions: the
-  // same statistic as the GEMV rows, so the two are comparable.
-  const int64_t slice = int64_t{32} << 20 >> 2;  // floats
-  std::vector<double> times;
-  for (int r = 0; r <= reps; ++r) {
-    for (int64_t s0 = 0; s0 < n; s0 += slice) {
-      const float* fs = f + s0;
-      const int64_t units = std::min(slice, n - s0) / 64;
-      const double start = Now();
-      pool->ParallelFor(units, 1 << 10, [&](int64_t b, int64_t e) {
-        V16 a0 = {}, a1 = {}, a2 = {}, a3 = {};
-        for (int64_t i = b * 64; i < e * 64; i += 64) {
-          a0 += *reinterpret_cast<const V16*>(fs + i);
-          a1 += *reinterpret_cast<const V16*>(fs + i + 16);
-          a2 += *reinterpret_cast<const V16*>(fs + i + 32);
-          a3 += *reinterpret_cast<const V16*>(fs + i + 48);
-        }
-        const V16 t = (a0 + a1) + (a2 + a3);
-        float sum = 0;
-        for (int j = 0; j < 16; ++j) sum += t[j];
-        sink[static_cast<size_t>(b % 64)] += sum;
-      });
-      if (r > 0) times.push_back((Now() - start) / static_cast<double>(units * 64 * 4));
-    }
+  const uint64_t bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_bandwidth_mib)) << 20;
+  auto r = kernels::cpu::MeasureReadBandwidth(
+      pool, {.bytes = bytes, .slice_bytes = uint64_t{32} << 20}, reps);
+  if (!r.ok()) {
+    std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
+    std::exit(1);
   }
-  const double sec = Median(times) * static_cast<double>(bytes);  // per byte -> whole buffer
-  std::printf("memory read bandwidth: %.1f GB/s (%zu MiB in 32 MiB slices, %d threads, median of %d reps)\n",
-              static_cast<double>(bytes) / sec / 1e9, bytes >> 20, pool->num_threads(), reps);
-  return static_cast<double>(bytes) / sec / 1e9;
+  std::printf(
+      "memory read bandwidth: %.1f GB/s (median; %.1f-%.1f; %s loads, %llu MiB in 32 MiB slices, "
+      "%d threads, %d reps)\n",
+      r->median_gbs, r->min_gbs, r->max_gbs, std::string(IsaName(r->isa)).c_str(),
+      static_cast<unsigned long long>(bytes >> 20), pool->num_threads(), reps);
+  return r->median_gbs;
 }
 
 struct WeightSet {
