@@ -57,9 +57,9 @@ ABSL_FLAG(bool, mmap_weights, false,
           "Map the checkpoint instead of loading it into anonymous memory (faster start, "
           "slower decode)");
 
-ABSL_FLAG(bool, bf16_dot, false,
+ABSL_FLAG(bool, bf16_dot, true,
           "BF16 checkpoints: AVX-512 BF16 dot products (activations rounded to bf16); about "
-          "1.6x faster prefill, greedy output may differ from the exact path");
+          "1.6x faster prefill. false = widen weights to F32 and multiply exactly");
 ABSL_FLAG(int, max_num_batched_tokens, 2048, "Token budget of one engine step");
 ABSL_FLAG(int, max_num_seqs, 256, "Most sequences running at once");
 ABSL_FLAG(int, max_queued_requests, 1024,

@@ -33,8 +33,9 @@ struct ModelLoadOptions {
   bool mmap_weights = false;
   // BF16 weights: AVX-512 BF16 dot products in the GEMMs (activations
   // rounded to bf16, as GPU bf16 matmuls do). About 1.6x faster prefill;
-  // greedy output can differ from the exact path.
-  bool bf16_dot = false;
+  // false = the exact path (weights widened to F32), whose greedy output
+  // can differ slightly.
+  bool bf16_dot = true;
 };
 
 struct LoadedModel {
