@@ -1,38 +1,40 @@
 // model_bench: prefill and decode throughput of the CPU model runner, the
 // machine's measured memory read bandwidth, and decode batch 1 as a share of
 // the bandwidth limit (weight bytes per token / bandwidth). Weights in
-// anonymous memory (the default) and from a plain file mmap.
+// anonymous memory (the default) and from a plain file mmap. A shared
+// machine's bandwidth drifts by tens of percent within a minute, so every
+// timed batch-1 step follows a 1 GiB bandwidth pass and the share is the
+// median of the per-step ratios.
 //
 //   bazel run -c opt //benchmarks:model_bench -- --threads=2
 //
 // Without --model it generates the synthetic tinyllama-1.1b BF16 checkpoint
 // in /tmp/kestrel_synth/tinyllama-1.1b-bf16 on first use.
-#include <sys/mman.h>
 #include <time.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_split.h"
+#include "kernels/cpu/bandwidth.h"
+#include "kernels/cpu/thread_pool.h"
 #include "model/model_runner.h"
 #include "model/synthetic.h"
 
 ABSL_FLAG(std::string, model, "", "Model directory; empty = synthetic tinyllama-1.1b BF16");
 ABSL_FLAG(int32_t, threads, 2, "Compute threads");
-ABSL_FLAG(int32_t, prompt_len, 512, "Prefill prompt length");
-ABSL_FLAG(int32_t, decode_steps, 16, "Timed decode steps per batch size");
+ABSL_FLAG(int32_t, prompt_len, 512, "Prefill prompt length; 0 = skip the prefill measurement");
+ABSL_FLAG(int32_t, decode_steps, 32, "Timed decode steps per batch size");
 ABSL_FLAG(std::string, batches, "1,8,32", "Decode batch sizes");
 ABSL_FLAG(bool, mmap_too, true, "Also measure decode batch 1 with file-mmap weights");
-ABSL_FLAG(bool, bf16_dot, false, "Use AVX512-BF16 dot products for BF16 GEMMs");
+ABSL_FLAG(bool, bf16_dot, true,
+          "BF16 GEMMs with AVX512-BF16 dot products (the server's default); false = exact path");
 
 namespace kestrel::model {
 namespace {
@@ -52,45 +54,11 @@ double CpuSeconds() {
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
-// Best of several passes of `threads` threads summing disjoint halves of a
-// 1 GiB buffer: the read bandwidth a memory-bound decode can hope for.
-double MeasureBandwidth(int threads) {
-  const size_t bytes = size_t{1} << 30;
-  void* mem = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (mem == MAP_FAILED) return 0;
-  ::madvise(mem, bytes, MADV_HUGEPAGE);
-  std::memset(mem, 1, bytes);
-  const float* data = static_cast<const float*>(mem);
-  // GCC vector extensions: 64-byte vectors lowered to the baseline SIMD, four
-  // independent sums so the loads, not the adds, set the pace.
-  typedef float V16 __attribute__((vector_size(64), aligned(4)));
-  const size_t n = bytes / sizeof(float);
-  double best = 0;
-  std::atomic<uint64_t> sink{0};
-  for (int pass = 0; pass < 5; ++pass) {
-    const auto t0 = Clock::now();
-    std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t) {
-      pool.emplace_back([&, t] {
-        const size_t begin = n * t / threads / 64 * 64, end = n * (t + 1) / threads / 64 * 64;
-        V16 a0 = {}, a1 = {}, a2 = {}, a3 = {};
-        for (size_t i = begin; i < end; i += 64) {
-          a0 += *reinterpret_cast<const V16*>(data + i);
-          a1 += *reinterpret_cast<const V16*>(data + i + 16);
-          a2 += *reinterpret_cast<const V16*>(data + i + 32);
-          a3 += *reinterpret_cast<const V16*>(data + i + 48);
-        }
-        const V16 s = (a0 + a1) + (a2 + a3);
-        float sum = 0;
-        for (int j = 0; j < 16; ++j) sum += s[j];
-        sink += static_cast<uint64_t>(sum);
-      });
-    }
-    for (auto& th : pool) th.join();
-    best = std::max(best, static_cast<double>(bytes) / Seconds(t0));
-  }
-  ::munmap(mem, bytes);
-  return best;
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 struct Result {
@@ -98,14 +66,21 @@ struct Result {
   double prefill_cpu_tps = 0;  // CPU time / threads
   struct Decode {
     int batch = 0;
-    double tps = 0;
-    double cpu_tps = 0;
+    double tps = 0;      // batch / median step time
+    double cpu_tps = 0;  // batch / median step CPU time per thread
+    // With a probe: a bandwidth pass right before every timed step.
+    double probe_gbs = 0;        // median over those passes
+    double weights_gbs = 0;      // weight bytes per step / median step time
+    double percent_of_limit = 0; // median over steps of (step's weight GB/s / its pass's GB/s)
   };
   std::vector<Decode> decode;
 };
 
+// `probe` (may be null) is read right before every timed batch-1 step, so the
+// step's weight read rate is compared with the bandwidth of the same moment.
 absl::StatusOr<Result> Bench(const std::string& dir, SafetensorsCheckpoint::Storage storage,
-                             const std::vector<int>& batches, bool prefill) {
+                             const std::vector<int>& batches, bool prefill,
+                             kernels::cpu::BandwidthProbe* probe) {
   const auto t0 = Clock::now();
   auto runner_or = ModelRunner::Create({.model_dir = dir,
                                         .storage = storage,
@@ -117,6 +92,10 @@ absl::StatusOr<Result> Bench(const std::string& dir, SafetensorsCheckpoint::Stor
   std::printf("  loaded in %.1f s (%s)\n", Seconds(t0),
               storage == SafetensorsCheckpoint::Storage::kAnonymous ? "anonymous memory"
                                                                     : "file mmap");
+  const double weight_bytes = static_cast<double>(r.weights().matrix_bytes_per_token());
+  if (storage == SafetensorsCheckpoint::Storage::kAnonymous) {
+    std::printf("  weight bytes read per decode step: %.3f GB\n", weight_bytes / 1e9);
+  }
   const int64_t bs = r.block_size();
   const int64_t vocab = r.config().vocab_size;
   Result res;
@@ -165,23 +144,41 @@ absl::StatusOr<Result> Bench(const std::string& dir, SafetensorsCheckpoint::Stor
     if (absl::Status s = r.Step(seqs, &out); !s.ok()) return s;
     std::vector<int32_t> tok(batch, 42);
     // Step 0 warms caches and the thread pool; steps 1..steps are timed.
-    Clock::time_point t;
-    double c0 = 0;
+    std::vector<double> wall, cpu, probe_gbs, ratio;
     for (int step = 0; step <= steps; ++step) {
-      if (step == 1) {
-        t = Clock::now();
-        c0 = CpuSeconds();
-      }
       for (int b = 0; b < batch; ++b) {
         seqs[b] = {.token_ids = {&tok[b], 1}, .position = prompt + step,
                    .block_table = tables[b], .logits = LogitsMode::kLast};
       }
+      const bool timed = step > 0;
+      const bool probed = timed && probe != nullptr && batch == 1;
+      double pass_gbs = 0;
+      if (probed) pass_gbs = probe->Measure(1).median_gbs;
+      const auto t = Clock::now();
+      const double c0 = CpuSeconds();
       if (absl::Status s = r.Step(seqs, &out); !s.ok()) return s;
+      if (!timed) continue;
+      wall.push_back(Seconds(t));
+      cpu.push_back((CpuSeconds() - c0) / r.num_threads());
+      if (probed) {
+        probe_gbs.push_back(pass_gbs);
+        ratio.push_back(weight_bytes / wall.back() / 1e9 / pass_gbs);
+      }
     }
-    const double tokens = static_cast<double>(batch) * steps;
-    res.decode.push_back({batch, tokens / Seconds(t), tokens / ((CpuSeconds() - c0) / r.num_threads())});
+    Result::Decode d{.batch = batch, .tps = batch / Median(wall), .cpu_tps = batch / Median(cpu)};
+    if (!ratio.empty()) {
+      d.probe_gbs = Median(probe_gbs);
+      d.weights_gbs = weight_bytes / Median(wall) / 1e9;
+      d.percent_of_limit = 100.0 * Median(ratio);
+    }
+    res.decode.push_back(d);
   }
   return res;
+}
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "model_bench: %s\n", std::string(s.message()).c_str());
+  return 1;
 }
 
 int Main() {
@@ -194,10 +191,7 @@ int Main() {
       const auto t0 = Clock::now();
       absl::Status s = WriteSyntheticCheckpoint({.dir = dir, .config_json = *config,
                                                  .dtype = DType::kBF16, .seed = 1});
-      if (!s.ok()) {
-        std::fprintf(stderr, "model_bench: %s\n", std::string(s.message()).c_str());
-        return 1;
-      }
+      if (!s.ok()) return Fail(s);
       std::printf("  written in %.1f s\n", Seconds(t0));
     }
   }
@@ -206,46 +200,46 @@ int Main() {
     batches.push_back(std::stoi(std::string(b)));
   }
   const int threads = absl::GetFlag(FLAGS_threads);
-  const double bw = MeasureBandwidth(threads);
-  std::printf("model: %s, threads: %d\n", dir.c_str(), threads);
-  std::printf("memory read bandwidth (%d threads, 1 GiB): %.1f GB/s\n", threads, bw / 1e9);
+  std::printf("model: %s, threads: %d, %s\n", dir.c_str(), threads,
+              absl::GetFlag(FLAGS_bf16_dot) ? "bf16 dot products" : "exact BF16 (widened to F32)");
 
-  auto weights = ModelWeights::Load({.dir = dir, .storage = SafetensorsCheckpoint::Storage::kFileMmap});
-  if (!weights.ok()) {
-    std::fprintf(stderr, "model_bench: %s\n", std::string(weights.status().message()).c_str());
-    return 1;
-  }
-  const double bytes_per_token = static_cast<double>((*weights)->matrix_bytes_per_token());
-  weights->reset();
-  const double limit = bw / bytes_per_token;
-  std::printf("weight bytes per decoded token: %.3f GB -> bandwidth limit %.1f tokens/s\n",
-              bytes_per_token / 1e9, limit);
+  // The probe has its own pool of the same size; its workers sleep at once
+  // when idle, so they do not compete with the runner's.
+  auto probe_pool = kernels::cpu::ThreadPool::Create({.num_threads = threads, .spin_microseconds = 0});
+  if (!probe_pool.ok()) return Fail(probe_pool.status());
+  auto probe = kernels::cpu::BandwidthProbe::Create(probe_pool->get(), {.bytes = 1ull << 30});
+  if (!probe.ok()) return Fail(probe.status());
+  const kernels::cpu::BandwidthResult bw = (*probe)->Measure(5);
+  std::printf("memory read bandwidth (%d threads, %s loads, 1 GiB passes): median %.1f GB/s, "
+              "range %.1f-%.1f\n",
+              threads, std::string(kernels::cpu::IsaName(bw.isa)).c_str(), bw.median_gbs,
+              bw.min_gbs, bw.max_gbs);
 
-  auto anon = Bench(dir, SafetensorsCheckpoint::Storage::kAnonymous, batches, true);
-  if (!anon.ok()) {
-    std::fprintf(stderr, "model_bench: %s\n", std::string(anon.status().message()).c_str());
-    return 1;
+  const bool prefill = absl::GetFlag(FLAGS_prompt_len) > 0;
+  auto anon = Bench(dir, SafetensorsCheckpoint::Storage::kAnonymous, batches, prefill, probe->get());
+  if (!anon.ok()) return Fail(anon.status());
+  std::printf("(tokens/s from the median step, wall clock; in brackets by process CPU time / threads)\n");
+  if (prefill) {
+    std::printf("prefill (%d-token prompt): %.1f tokens/s [%.1f]\n",
+                absl::GetFlag(FLAGS_prompt_len), anon->prefill_tps, anon->prefill_cpu_tps);
   }
-  std::printf("(tokens/s by wall clock; in brackets by process CPU time / threads)\n");
-  std::printf("prefill (%d-token prompt): %.1f tokens/s [%.1f]\n", absl::GetFlag(FLAGS_prompt_len),
-              anon->prefill_tps, anon->prefill_cpu_tps);
+  auto print_limit = [](const Result::Decode& d) {
+    std::printf("\n    weights read at %.1f GB/s; bandwidth in passes interleaved with the steps "
+                "%.1f GB/s;\n    %.0f%% of the bandwidth limit (median of per-step ratios)",
+                d.weights_gbs, d.probe_gbs, d.percent_of_limit);
+  };
   for (const Result::Decode& d : anon->decode) {
     std::printf("decode batch %2d: %.1f tokens/s [%.1f]", d.batch, d.tps, d.cpu_tps);
-    if (d.batch == 1) {
-      std::printf("  (%.0f%% [%.0f%%] of the bandwidth limit)", 100.0 * d.tps / limit,
-                  100.0 * d.cpu_tps / limit);
-    }
+    if (d.percent_of_limit > 0) print_limit(d);
     std::printf("\n");
   }
   if (absl::GetFlag(FLAGS_mmap_too)) {
-    auto mm = Bench(dir, SafetensorsCheckpoint::Storage::kFileMmap, {1}, false);
-    if (!mm.ok()) {
-      std::fprintf(stderr, "model_bench: %s\n", std::string(mm.status().message()).c_str());
-      return 1;
-    }
+    auto mm = Bench(dir, SafetensorsCheckpoint::Storage::kFileMmap, {1}, false, probe->get());
+    if (!mm.ok()) return Fail(mm.status());
     const Result::Decode& d = mm->decode[0];
-    std::printf("decode batch  1, file-mmap weights: %.1f tokens/s [%.1f]  (%.0f%% [%.0f%%] of the limit)\n",
-                d.tps, d.cpu_tps, 100.0 * d.tps / limit, 100.0 * d.cpu_tps / limit);
+    std::printf("decode batch  1, file-mmap weights: %.1f tokens/s [%.1f]", d.tps, d.cpu_tps);
+    print_limit(d);
+    std::printf("\n");
   }
   return 0;
 }
