@@ -71,6 +71,7 @@ struct Result {
     // With a probe: a bandwidth pass right before every timed step.
     double probe_gbs = 0;        // median over those passes
     double weights_gbs = 0;      // weight bytes per step / median step time
+    double limit_tps = 0;        // probe_gbs / weight bytes per token
     double percent_of_limit = 0; // median over steps of (step's weight GB/s / its pass's GB/s)
   };
   std::vector<Decode> decode;
@@ -169,6 +170,7 @@ absl::StatusOr<Result> Bench(const std::string& dir, SafetensorsCheckpoint::Stor
     if (!ratio.empty()) {
       d.probe_gbs = Median(probe_gbs);
       d.weights_gbs = weight_bytes / Median(wall) / 1e9;
+      d.limit_tps = d.probe_gbs * 1e9 / weight_bytes;
       d.percent_of_limit = 100.0 * Median(ratio);
     }
     res.decode.push_back(d);
@@ -210,8 +212,8 @@ int Main() {
   auto probe = kernels::cpu::BandwidthProbe::Create(probe_pool->get(), {.bytes = 1ull << 30});
   if (!probe.ok()) return Fail(probe.status());
   const kernels::cpu::BandwidthResult bw = (*probe)->Measure(5);
-  std::printf("memory read bandwidth (%d threads, %s loads, 1 GiB passes): median %.1f GB/s, "
-              "range %.1f-%.1f\n",
+  std::printf("memory read bandwidth at start (%d threads, %s loads, 1 GiB passes): median "
+              "%.1f GB/s, range %.1f-%.1f\n",
               threads, std::string(kernels::cpu::IsaName(bw.isa)).c_str(), bw.median_gbs,
               bw.min_gbs, bw.max_gbs);
 
@@ -225,8 +227,9 @@ int Main() {
   }
   auto print_limit = [](const Result::Decode& d) {
     std::printf("\n    weights read at %.1f GB/s; bandwidth in passes interleaved with the steps "
-                "%.1f GB/s;\n    %.0f%% of the bandwidth limit (median of per-step ratios)",
-                d.weights_gbs, d.probe_gbs, d.percent_of_limit);
+                "%.1f GB/s (limit %.1f tokens/s);\n    %.0f%% of the bandwidth limit (median of "
+                "per-step ratios)",
+                d.weights_gbs, d.probe_gbs, d.limit_tps, d.percent_of_limit);
   };
   for (const Result::Decode& d : anon->decode) {
     std::printf("decode batch %2d: %.1f tokens/s [%.1f]", d.batch, d.tps, d.cpu_tps);

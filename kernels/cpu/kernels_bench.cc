@@ -99,7 +99,7 @@ void Check(const absl::Status& s) {
 
 // The GEMV rows are timed per weight matrix (one ParallelFor each), so the
 // probe times 32 MiB slices the same way: the two are comparable.
-double MeasureReadBandwidth(ThreadPool* pool, int reps) {
+double PrintReadBandwidth(ThreadPool* pool, int reps) {
   const uint64_t bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_bandwidth_mib)) << 20;
   auto r = kernels::cpu::MeasureReadBandwidth(
       pool, {.bytes = bytes, .slice_bytes = uint64_t{32} << 20}, reps);
@@ -205,7 +205,7 @@ int Main() {
               "avx512vnni=%d; best isa %s; %d threads\n",
               f.avx2, f.fma, f.f16c, f.avx512f, f.avx512bw, f.avx512vl, f.avx512bf16,
               f.avx512vnni, std::string(IsaName(BestIsa())).c_str(), threads);
-  const double bw = MeasureReadBandwidth(pool, reps);
+  const double bw = PrintReadBandwidth(pool, reps);
   const size_t pool_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_weight_pool_mib)) << 20;
 
   const std::string only = absl::GetFlag(FLAGS_only);
