@@ -145,7 +145,9 @@ class Ops {
   // k: [num_tokens, num_kv_heads, head_dim] token stride k_stride; v likewise.
   // slot_mapping: [num_tokens], slot = block * block_size + offset; -1 skips
   //   the token (padding). A slot >= num_blocks * block_size is an error.
-  // k_cache, v_cache: [num_blocks, block_size, num_kv_heads, head_dim], F32.
+  // k_cache: [num_blocks, num_kv_heads, head_dim, block_size] (keys
+  // transposed per block and head); v_cache: [num_blocks, num_kv_heads,
+  // block_size, head_dim]; F32 (docs/kv_cache.md).
   virtual absl::Status WriteKvCache(const float* k, int64_t k_stride, const float* v,
                                     int64_t v_stride, const int32_t* slot_mapping,
                                     int64_t num_tokens, int64_t num_kv_heads, int64_t head_dim,

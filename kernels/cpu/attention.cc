@@ -22,7 +22,6 @@ namespace kestrel::kernels::cpu {
 namespace {
 
 constexpr int64_t kQueryTile = 16;
-constexpr int64_t kDirectMaxRows = 8;
 constexpr int64_t kMaxHeadDim = 512;
 constexpr int64_t kMaxBlockSize = 256;
 
@@ -107,7 +106,7 @@ absl::Status Validate(const PagedAttentionParams& p) {
 
 inline void Prefetch(const float* base, int64_t n_floats) {
   const char* c = reinterpret_cast<const char*>(base);
-  for (int64_t off = 0; off < n_floats * 4; off += 64) __builtin_prefetch(c + off, 0, 3);
+  for (int64_t off = 0; off < n_floats * 4; off += 64) __builtin_prefetch(c + off, 0, 1);
 }
 
 void RunItem(const PagedAttentionParams& p, const isa::AttentionVecOps& vec, float scale,
@@ -121,7 +120,6 @@ void RunItem(const PagedAttentionParams& p, const isa::AttentionVecOps& vec, flo
   const int64_t tokens = item.t_end - item.t_begin;
   const int64_t heads = item.kv_end - item.kv_begin;  // kv heads in this item
   const int64_t rows = tokens * heads * group;        // row r = (t * heads + g) * group + h
-  const int64_t kv_row = p.num_kv_heads * d;          // cache stride between slots
   const int32_t* table = p.block_tables + item.seq * p.block_table_stride;
 
   thread_local std::vector<float> state;
@@ -139,45 +137,31 @@ void RunItem(const PagedAttentionParams& p, const isa::AttentionVecOps& vec, flo
     lowest_key = std::max<int64_t>(0, first_pos + item.t_begin - p.sliding_window + 1);
   }
   constexpr int64_t kTile = isa::kKeyTile;
-  // Transposing a run of keys pays off once enough query rows share it
-  // (prefill); a decode token's few GQA rows score the keys in place.
-  const bool direct = tokens * group <= kDirectMaxRows;
-  thread_local std::vector<float> kt_buf;
-  kt_buf.resize(static_cast<size_t>(d * kTile));
-  float* kt = kt_buf.data();
-  // Room for an unaligned 16-wide read starting anywhere in the first 16.
-  alignas(64) float scores[2 * kTile];
-  // The item's slice of one slot: kv heads [kv_begin, kv_end), contiguous.
-  const int64_t slice = heads * d;
-  auto slot_of = [&](int64_t key) {
-    return static_cast<int64_t>(table[key / p.block_size]) * p.block_size + key % p.block_size;
+  // Scores of one run for one row; room for an unaligned 16-wide read
+  // starting anywhere in the first 16.
+  alignas(64) float scores[2 * kTile] = {};
+  const int64_t bs = p.block_size;
+  // One (block, kv head) of the cache: K as [d, bs] (keys along the rows, so
+  // a run's scores are d vector FMAs with no horizontal sums), V as [bs, d].
+  const int64_t head_floats = d * bs;
+  auto head_base = [&](int64_t key, int64_t g) {
+    return (static_cast<int64_t>(table[key / bs]) * p.num_kv_heads + g) * head_floats;
   };
   // Keys are visited in runs of up to kTile slots that never cross a block.
   for (int64_t sub = lowest_key; sub <= last_pos;) {
-    const int64_t block_end = (sub / p.block_size + 1) * p.block_size;
+    const int64_t block_end = (sub / bs + 1) * bs;
     // Keys [sub, sub_end) exist (< context length); later slots are never read.
     const int64_t sub_end = std::min({sub + kTile, block_end, last_pos + 1});
-    const int64_t n_keys = sub_end - sub;
-    const int64_t slot = slot_of(sub);
-    // Start loading the next run while this one is computed: blocks are
-    // scattered, so the hardware prefetcher cannot guess them.
-    if (sub_end <= last_pos) {
-      const int64_t next_slot = slot_of(sub_end);
-      const int64_t next_n = std::min({sub_end + kTile, (sub_end / p.block_size + 1) * p.block_size,
-                                       last_pos + 1}) - sub_end;
-      for (int64_t j = 0; j < next_n; ++j) {
-        Prefetch(p.k_cache + (next_slot + j) * kv_row + item.kv_begin * d, slice);
-        Prefetch(p.v_cache + (next_slot + j) * kv_row + item.kv_begin * d, slice);
-      }
-    }
+    const int64_t in_block = sub % bs;
+    // Load the next block while this one is computed (blocks are scattered,
+    // so the hardware prefetcher cannot guess them), a slice per query head
+    // so the prefetches never queue up behind each other.
+    const bool prefetch_next = sub_end == block_end && sub_end <= last_pos;
     for (int64_t g = item.kv_begin; g < item.kv_end; ++g) {
-      const float* kb = p.k_cache + slot * kv_row + g * d;
-      const float* vb = p.v_cache + slot * kv_row + g * d;
-      for (int64_t i = 0; !direct && i < d; ++i) {
-        float* dst = kt + i * kTile;
-        for (int64_t j = 0; j < n_keys; ++j) dst[j] = kb[j * kv_row + i];
-        for (int64_t j = n_keys; j < kTile; ++j) dst[j] = 0.0f;
-      }
+      const int64_t base = head_base(sub, g);
+      const int64_t next = prefetch_next ? head_base(sub_end, g) : -1;
+      const float* kt = p.k_cache + base + in_block;       // [d, bs], this run's columns
+      const float* vb = p.v_cache + base + in_block * d;   // [sub_end - sub, d]
       for (int64_t t = 0; t < tokens; ++t) {
         const int64_t pos = first_pos + item.t_begin + t;
         int64_t lo = sub;
@@ -188,25 +172,17 @@ void RunItem(const PagedAttentionParams& p, const isa::AttentionVecOps& vec, flo
         const int64_t count = hi - lo + 1;
         const float* qt = p.q + (token0 + item.t_begin + t) * p.q_stride;
         for (int64_t h = 0; h < group; ++h) {
+          if (next >= 0 && t == 0) {
+            const int64_t begin = head_floats * h / group, end = head_floats * (h + 1) / group;
+            Prefetch(p.k_cache + next + begin, end - begin);
+            Prefetch(p.v_cache + next + begin, end - begin);
+          }
           const int64_t r = (t * heads + (g - item.kv_begin)) * group + h;
           const float* q = qt + (g * group + h) * d;
-          float* sv;
-          if (direct) {
-            vec.scores_direct(q, kb + off * kv_row, kv_row, count, d, scale, scores);
-            sv = scores;
-          } else {
-            vec.scores(q, kt, d, scale, scores);
-            sv = scores + off;
-          }
-          float block_max = sv[0];
-          for (int64_t j = 1; j < count; ++j) block_max = std::max(block_max, sv[j]);
-          const float m_new = std::max(m[r], block_max);
-          // 0 on the first run (m = -inf); exactly 1 when the max is unchanged.
-          const float alpha = m_new == m[r] ? 1.0f : std::exp(m[r] - m_new);
-          const float sum = vec.exp_sum(sv, count, m_new);
-          l[r] = l[r] * alpha + sum;
-          m[r] = m_new;
-          vec.accumulate_v(acc + r * d, alpha, sv, vb + off * kv_row, kv_row, count, d);
+          vec.scores(q, kt, bs, off + count, d, scale, scores);
+          float* sv = scores + off;
+          const float alpha = vec.softmax_step(sv, count, &m[r], &l[r]);
+          vec.accumulate_v(acc + r * d, alpha, sv, vb + off * d, d, count, d);
         }
       }
     }

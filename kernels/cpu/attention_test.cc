@@ -149,6 +149,22 @@ TEST_CASE("PagedAttention on odd head dims and block sizes", "[attention]") {
   RunBatch({.heads = 2, .kv_heads = 1, .d = 64, .block_size = 8, .seqs = {{99, 99}}}, nullptr);
 }
 
+TEST_CASE("PagedAttention with blocks longer than a key run, and wide GQA groups", "[attention]") {
+  auto pool = ThreadPool::Create({.num_threads = 2});
+  REQUIRE(pool.ok());
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    if (!IsaSupported(isa)) continue;
+    INFO("isa=" << IsaName(isa));
+    // Block size 32: two 16-key runs per block, the second starting mid-tile.
+    RunBatch({.heads = 8, .kv_heads = 1, .d = 64, .block_size = 32,
+              .seqs = {{70, 70}, {45, 1}, {33, 2}, {32, 1}}},
+             pool->get(), nullptr, isa);
+    // TinyLlama's group of 8 per kv head, decodes and a chunk.
+    RunBatch({.heads = 32, .kv_heads = 4, .d = 64, .seqs = {{129, 1}, {17, 1}, {40, 9}}},
+             pool->get(), nullptr, isa);
+  }
+}
+
 TEST_CASE("PagedAttention with a sliding window", "[attention]") {
   for (int64_t window : {1, 5, 16, 40}) {
     RunBatch({.heads = 4, .kv_heads = 2, .d = 64, .window = window, .seqs = kMixed}, nullptr);

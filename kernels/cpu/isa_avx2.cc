@@ -179,42 +179,34 @@ void Range(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
 
 #undef KESTREL_TILE_ROW
 
-void Scores(const float* q, const float* kt, int64_t d, float scale, float* s) {
-  // Two 8-key halves, two partial sums each.
+void Scores(const float* q, const float* kt, int64_t kt_stride, int64_t count, int64_t d,
+            float scale, float* s) {
+  // Two 8-key halves (masked to count), two partial sums each.
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i m_lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), idx);
+  const __m256i m_hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count) - 8), idx);
   __m256 lo0 = _mm256_setzero_ps(), lo1 = lo0, hi0 = lo0, hi1 = lo0;
   int64_t i = 0;
   for (; i + 2 <= d; i += 2) {
     const __m256 q0 = _mm256_set1_ps(q[i]), q1 = _mm256_set1_ps(q[i + 1]);
-    lo0 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(kt + i * kKeyTile), lo0);
-    hi0 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(kt + i * kKeyTile + 8), hi0);
-    lo1 = _mm256_fmadd_ps(q1, _mm256_loadu_ps(kt + (i + 1) * kKeyTile), lo1);
-    hi1 = _mm256_fmadd_ps(q1, _mm256_loadu_ps(kt + (i + 1) * kKeyTile + 8), hi1);
+    const float* k0 = kt + i * kt_stride;
+    const float* k1 = k0 + kt_stride;
+    lo0 = _mm256_fmadd_ps(q0, _mm256_maskload_ps(k0, m_lo), lo0);
+    hi0 = _mm256_fmadd_ps(q0, _mm256_maskload_ps(k0 + 8, m_hi), hi0);
+    lo1 = _mm256_fmadd_ps(q1, _mm256_maskload_ps(k1, m_lo), lo1);
+    hi1 = _mm256_fmadd_ps(q1, _mm256_maskload_ps(k1 + 8, m_hi), hi1);
   }
   if (i < d) {
     const __m256 q0 = _mm256_set1_ps(q[i]);
-    lo0 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(kt + i * kKeyTile), lo0);
-    hi0 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(kt + i * kKeyTile + 8), hi0);
+    const float* k0 = kt + i * kt_stride;
+    lo0 = _mm256_fmadd_ps(q0, _mm256_maskload_ps(k0, m_lo), lo0);
+    hi0 = _mm256_fmadd_ps(q0, _mm256_maskload_ps(k0 + 8, m_hi), hi0);
   }
   const __m256 sc = _mm256_set1_ps(scale);
   _mm256_storeu_ps(s, _mm256_mul_ps(_mm256_add_ps(lo0, lo1), sc));
   _mm256_storeu_ps(s + 8, _mm256_mul_ps(_mm256_add_ps(hi0, hi1), sc));
 }
 
-void ScoresDirect(const float* q, const float* k, int64_t k_stride, int64_t count, int64_t d,
-                  float scale, float* s) {
-  const int64_t full = d / 8 * 8;
-  for (int64_t j = 0; j < count; ++j) {
-    const float* kr = k + j * k_stride;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < full; i += 8) {
-      acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(kr + i), acc);
-    }
-    if (full < d) {
-      acc = _mm256_fmadd_ps(LoadX8Tail(q + full, d - full), LoadX8Tail(kr + full, d - full), acc);
-    }
-    s[j] = ReduceAdd(acc) * scale;
-  }
-}
 
 // exp(x); see the AVX-512 variant. 2^n is built in the exponent field
 // (-126 <= n <= 127 after the clamp to [-87, 88]).
@@ -235,9 +227,15 @@ inline __m256 Exp(__m256 x) {
   return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-float ExpSum(float* s, int64_t count, float m) {
+float SoftmaxStep(float* s, int64_t count, float* m, float* l) {
+  float m_new = *m;
+  for (int64_t j = 0; j < count; ++j) m_new = s[j] > m_new ? s[j] : m_new;
+  // exp(-inf) would clamp to exp(-87), not 0: the first step says 0 itself.
+  const float alpha = m_new == *m                ? 1.0f
+                      : *m == -__builtin_inff() ? 0.0f
+                                                 : _mm256_cvtss_f32(Exp(_mm256_set1_ps(*m - m_new)));
   alignas(32) float tmp[16];
-  const __m256 vm = _mm256_set1_ps(m);
+  const __m256 vm = _mm256_set1_ps(m_new);
   _mm256_store_ps(tmp, Exp(_mm256_sub_ps(_mm256_loadu_ps(s), vm)));
   _mm256_store_ps(tmp + 8, Exp(_mm256_sub_ps(_mm256_loadu_ps(s + 8), vm)));
   float sum = 0.0f;
@@ -245,7 +243,9 @@ float ExpSum(float* s, int64_t count, float m) {
     s[j] = tmp[j];
     sum += tmp[j];
   }
-  return sum;
+  *l = *l * alpha + sum;
+  *m = m_new;
+  return alpha;
 }
 
 void AccumulateV(float* acc, float alpha, const float* p, const float* v, int64_t v_stride,
@@ -313,6 +313,6 @@ void SiluMulAvx2(const float* gate, const float* up, float* out, int64_t n) {
   }
 }
 
-const AttentionVecOps kAttentionAvx2 = {&Scores, &ScoresDirect, &ExpSum, &AccumulateV};
+const AttentionVecOps kAttentionAvx2 = {&Scores, &SoftmaxStep, &AccumulateV};
 
 }  // namespace kestrel::kernels::cpu::isa

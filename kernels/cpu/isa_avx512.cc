@@ -225,66 +225,31 @@ void Range(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
 
 #undef KESTREL_TILE_ROW
 
-void Scores(const float* q, const float* kt, int64_t d, float scale, float* s) {
+void Scores(const float* q, const float* kt, int64_t kt_stride, int64_t count, int64_t d,
+            float scale, float* s) {
+  const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1);
   // Four partial sums break the FMA latency chain.
   __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   int64_t i = 0;
   for (; i + 4 <= d; i += 4) {
-    a0 = _mm512_fmadd_ps(_mm512_set1_ps(q[i]), _mm512_loadu_ps(kt + i * kKeyTile), a0);
-    a1 = _mm512_fmadd_ps(_mm512_set1_ps(q[i + 1]), _mm512_loadu_ps(kt + (i + 1) * kKeyTile), a1);
-    a2 = _mm512_fmadd_ps(_mm512_set1_ps(q[i + 2]), _mm512_loadu_ps(kt + (i + 2) * kKeyTile), a2);
-    a3 = _mm512_fmadd_ps(_mm512_set1_ps(q[i + 3]), _mm512_loadu_ps(kt + (i + 3) * kKeyTile), a3);
+    const float* k = kt + i * kt_stride;
+    a0 = _mm512_fmadd_ps(_mm512_set1_ps(q[i]), _mm512_maskz_loadu_ps(mask, k), a0);
+    a1 = _mm512_fmadd_ps(_mm512_set1_ps(q[i + 1]), _mm512_maskz_loadu_ps(mask, k + kt_stride), a1);
+    a2 = _mm512_fmadd_ps(_mm512_set1_ps(q[i + 2]),
+                         _mm512_maskz_loadu_ps(mask, k + 2 * kt_stride), a2);
+    a3 = _mm512_fmadd_ps(_mm512_set1_ps(q[i + 3]),
+                         _mm512_maskz_loadu_ps(mask, k + 3 * kt_stride), a3);
   }
   for (; i < d; ++i) {
-    a0 = _mm512_fmadd_ps(_mm512_set1_ps(q[i]), _mm512_loadu_ps(kt + i * kKeyTile), a0);
+    a0 = _mm512_fmadd_ps(_mm512_set1_ps(q[i]), _mm512_maskz_loadu_ps(mask, kt + i * kt_stride), a0);
   }
   const __m512 sum = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
   _mm512_storeu_ps(s, _mm512_mul_ps(sum, _mm512_set1_ps(scale)));
 }
 
-// Sums each of 16 vectors: lane j of the result is the sum of a[j]'s lanes.
-inline __m512 ReduceAdd16(const __m512 a[16]) {
-  // Pairs within 128-bit lanes, then quads: x[g] holds, per 128-bit lane L,
-  // the lane-L partial sums of a[4g..4g+3].
-  __m512 x[4];
-  #pragma GCC unroll 4
-  for (int g = 0; g < 4; ++g) {
-    const __m512 u01 = _mm512_add_ps(_mm512_unpacklo_ps(a[4 * g], a[4 * g + 1]),
-                                     _mm512_unpackhi_ps(a[4 * g], a[4 * g + 1]));
-    const __m512 u23 = _mm512_add_ps(_mm512_unpacklo_ps(a[4 * g + 2], a[4 * g + 3]),
-                                     _mm512_unpackhi_ps(a[4 * g + 2], a[4 * g + 3]));
-    x[g] = _mm512_add_ps(
-        _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(u01), _mm512_castps_pd(u23))),
-        _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(u01), _mm512_castps_pd(u23))));
-  }
-  // Then across the four 128-bit lanes, landing group g in lane g.
-  const __m512 z01 = _mm512_add_ps(_mm512_shuffle_f32x4(x[0], x[1], 0x44),
-                                   _mm512_shuffle_f32x4(x[0], x[1], 0xEE));
-  const __m512 z23 = _mm512_add_ps(_mm512_shuffle_f32x4(x[2], x[3], 0x44),
-                                   _mm512_shuffle_f32x4(x[2], x[3], 0xEE));
-  return _mm512_add_ps(_mm512_shuffle_f32x4(z01, z23, 0x88),
-                       _mm512_shuffle_f32x4(z01, z23, 0xDD));
-}
 
-void ScoresDirect(const float* q, const float* k, int64_t k_stride, int64_t count, int64_t d,
-                  float scale, float* s) {
-  __m512 a[16];
-  #pragma GCC unroll 16
-  for (int j = 0; j < 16; ++j) a[j] = _mm512_setzero_ps();
-  for (int64_t i = 0; i < d; i += 16) {
-    const __mmask16 mask =
-        d - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (d - i)) - 1);
-    const __m512 qv = _mm512_maskz_loadu_ps(mask, q + i);
-    #pragma GCC unroll 16
-    for (int j = 0; j < 16; ++j) {
-      if (j < count) {
-        a[j] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(mask, k + j * k_stride + i), a[j]);
-      }
-    }
-  }
-  const __mmask16 out = static_cast<__mmask16>((1u << count) - 1);
-  _mm512_mask_storeu_ps(s, out, _mm512_mul_ps(ReduceAdd16(a), _mm512_set1_ps(scale)));
-}
+
+
 
 // exp(x) (Cephes expf: range reduction by ln 2, degree-6 polynomial, 2^n by
 // vscalefps); relative error ~2e-7. Inputs are clamped to [-87, 88]: tiny
@@ -305,11 +270,20 @@ inline __m512 Exp(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
-float ExpSum(float* s, int64_t count, float m) {
+float SoftmaxStep(float* s, int64_t count, float* m, float* l) {
   const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1);
-  const __m512 e = Exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, s), _mm512_set1_ps(m)));
+  const __m512 v = _mm512_maskz_loadu_ps(mask, s);
+  const float block_max = _mm512_mask_reduce_max_ps(mask, v);
+  const float m_new = block_max > *m ? block_max : *m;
+  // exp(-inf) would clamp to exp(-87), not 0: the first step says 0 itself.
+  const float alpha = m_new == *m                ? 1.0f
+                      : *m == -__builtin_inff() ? 0.0f
+                                                 : _mm512_cvtss_f32(Exp(_mm512_set1_ps(*m - m_new)));
+  const __m512 e = Exp(_mm512_sub_ps(v, _mm512_set1_ps(m_new)));
   _mm512_mask_storeu_ps(s, mask, e);
-  return _mm512_mask_reduce_add_ps(mask, e);
+  *l = *l * alpha + _mm512_mask_reduce_add_ps(mask, e);
+  *m = m_new;
+  return alpha;
 }
 
 // The accumulator row stays in C registers across all keys.
@@ -420,6 +394,6 @@ void SiluMulAvx512(const float* gate, const float* up, float* out, int64_t n) {
   }
 }
 
-const AttentionVecOps kAttentionAvx512 = {&Scores, &ScoresDirect, &ExpSum, &AccumulateV};
+const AttentionVecOps kAttentionAvx512 = {&Scores, &SoftmaxStep, &AccumulateV};
 
 }  // namespace kestrel::kernels::cpu::isa

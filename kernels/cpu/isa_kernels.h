@@ -49,22 +49,25 @@ void GemmRangeAvx512(const GemmArgs& a, int64_t n_begin, int64_t n_end);
 void ConvertToBf16Avx512Bf16(const float* x, int64_t ldx, int64_t m, int64_t k, uint16_t* out,
                              int64_t kpad);
 
-// Attention helpers. Keys come in sub-blocks of up to kKeyTile slots,
-// transposed once per work item (kt[i * kKeyTile + j] = element i of key j,
-// zeros past the last key) so a query row scores all keys of a sub-block
-// with d vector FMAs and no horizontal sums.
+// Attention helpers. Keys come in runs of up to kKeyTile slots of one
+// block; the K cache stores each block's keys transposed (element i of key
+// j at i * block_size + j), so a query row scores a whole run with d vector
+// FMAs and no horizontal sums.
 constexpr int64_t kKeyTile = 16;
 struct AttentionVecOps {
-  // s[j] = scale * dot(q, key j) for j in [0, kKeyTile). q: [d].
-  void (*scores)(const float* q, const float* kt, int64_t d, float scale, float* s);
-  // s[j] = scale * dot(q, k + j * k_stride) for j in [0, count), from the
-  // keys in place (for few rows per key run, where transposing costs more
-  // than it saves). REQUIRES: count <= kKeyTile.
-  void (*scores_direct)(const float* q, const float* k, int64_t k_stride, int64_t count,
-                        int64_t d, float scale, float* s);
-  // s[j] = exp(s[j] - m) for j in [0, count); returns their sum.
-  // REQUIRES: count <= kKeyTile, s[j] <= m.
-  float (*exp_sum)(float* s, int64_t count, float m);
+  // s[j] = scale * sum_i q[i] * kt[i * kt_stride + j] for j in [0, count),
+  // s[j] = 0 for j in [count, kKeyTile). q: [d]; kt: the keys transposed
+  // (as the K cache stores them), reading only columns j < count.
+  // REQUIRES: 1 <= count <= kKeyTile.
+  void (*scores)(const float* q, const float* kt, int64_t kt_stride, int64_t count, int64_t d,
+                 float scale, float* s);
+  // One online-softmax step of a row over `count` scaled scores s[0, count):
+  // m_new = max(*m, max_j s[j]); s[j] = exp(s[j] - m_new);
+  // *l = *l * alpha + sum_j s[j]; *m = m_new. Returns alpha, the factor for
+  // the row's earlier output: exp(m_old - m_new), 0 when m_old = -inf,
+  // exactly 1 when the max is unchanged. s may be read up to s[kKeyTile - 1]
+  // (values past count are ignored). REQUIRES: 1 <= count <= kKeyTile.
+  float (*softmax_step)(float* s, int64_t count, float* m, float* l);
   // acc = acc * alpha + sum_j p[j] * (v + j * v_stride), over d elements.
   void (*accumulate_v)(float* acc, float alpha, const float* p, const float* v,
                        int64_t v_stride, int64_t count, int64_t d);

@@ -48,30 +48,27 @@ void Range(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
   }
 }
 
-void Scores(const float* q, const float* kt, int64_t d, float scale, float* s) {
-  float acc[kKeyTile] = {};
+void Scores(const float* q, const float* kt, int64_t kt_stride, int64_t count, int64_t d,
+            float scale, float* s) {
+  for (int64_t j = 0; j < kKeyTile; ++j) s[j] = 0.0f;
   for (int64_t i = 0; i < d; ++i) {
-    for (int64_t j = 0; j < kKeyTile; ++j) acc[j] += q[i] * kt[i * kKeyTile + j];
+    for (int64_t j = 0; j < count; ++j) s[j] += q[i] * kt[i * kt_stride + j];
   }
-  for (int64_t j = 0; j < kKeyTile; ++j) s[j] = acc[j] * scale;
+  for (int64_t j = 0; j < count; ++j) s[j] *= scale;
 }
 
-void ScoresDirect(const float* q, const float* k, int64_t k_stride, int64_t count, int64_t d,
-                  float scale, float* s) {
-  for (int64_t j = 0; j < count; ++j) {
-    float acc = 0.0f;
-    for (int64_t i = 0; i < d; ++i) acc += q[i] * k[j * k_stride + i];
-    s[j] = acc * scale;
-  }
-}
-
-float ExpSum(float* s, int64_t count, float m) {
+float SoftmaxStep(float* s, int64_t count, float* m, float* l) {
+  float m_new = *m;
+  for (int64_t j = 0; j < count; ++j) m_new = s[j] > m_new ? s[j] : m_new;
+  const float alpha = m_new == *m ? 1.0f : std::exp(*m - m_new);
   float sum = 0.0f;
   for (int64_t j = 0; j < count; ++j) {
-    s[j] = std::exp(s[j] - m);
+    s[j] = std::exp(s[j] - m_new);
     sum += s[j];
   }
-  return sum;
+  *l = *l * alpha + sum;
+  *m = m_new;
+  return alpha;
 }
 
 void AccumulateV(float* acc, float alpha, const float* p, const float* v, int64_t v_stride,
@@ -115,6 +112,6 @@ void SiluMulScalar(const float* gate, const float* up, float* out, int64_t n) {
   }
 }
 
-const AttentionVecOps kAttentionScalar = {&Scores, &ScoresDirect, &ExpSum, &AccumulateV};
+const AttentionVecOps kAttentionScalar = {&Scores, &SoftmaxStep, &AccumulateV};
 
 }  // namespace kestrel::kernels::cpu::isa

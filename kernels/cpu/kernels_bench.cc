@@ -170,9 +170,15 @@ void BenchGemm(ThreadPool* pool, int reps, double bandwidth, int64_t m, int64_t 
               gflops);
 }
 
-void BenchAttention(ThreadPool* pool, int reps, int64_t batch, int64_t ctx, int64_t n_new) {
-  // TinyLlama shapes: 32 heads, 4 kv heads, head_dim 64.
-  const int64_t heads = 32, kv_heads = 4, d = 64, bs = 16;
+struct AttentionShape {
+  int64_t heads = 32, kv_heads = 4, d = 64;  // TinyLlama
+};
+
+// Reports the time and, for decode, the K/V bytes read per second against
+// the bandwidth (decode attention reads every cached K and V once).
+void BenchAttention(ThreadPool* pool, int reps, double bandwidth, int64_t batch, int64_t ctx,
+                    int64_t n_new, AttentionShape shape = {}) {
+  const int64_t heads = shape.heads, kv_heads = shape.kv_heads, d = shape.d, bs = 16;
   const int64_t blocks_per_seq = (ctx + bs - 1) / bs;
   const int64_t num_blocks = batch * blocks_per_seq;
   std::vector<float> kc(static_cast<size_t>(num_blocks * bs * kv_heads * d), 0.01f), vc = kc;
@@ -188,9 +194,15 @@ void BenchAttention(ThreadPool* pool, int reps, int64_t batch, int64_t ctx, int6
                          .block_tables = table.data(), .block_table_stride = blocks_per_seq,
                          .num_heads = heads, .num_kv_heads = kv_heads, .head_dim = d};
   const double sec = MedianSeconds(reps, [&](int) { Check(PagedAttention(p, pool)); });
-  std::printf("  attention batch=%lld ctx=%lld new=%lld (32 heads, 4 kv, d=64): %9.1f us\n",
+  std::printf("  attention batch=%-3lld ctx=%-5lld new=%-4lld (%lld heads, %lld kv, d=%lld): %9.1f us",
               static_cast<long long>(batch), static_cast<long long>(ctx),
-              static_cast<long long>(n_new), sec * 1e6);
+              static_cast<long long>(n_new), static_cast<long long>(heads),
+              static_cast<long long>(kv_heads), static_cast<long long>(d), sec * 1e6);
+  if (n_new == 1) {
+    const double gbs = 2.0 * batch * ctx * kv_heads * d * sizeof(float) / sec / 1e9;
+    std::printf("  %6.1f GB/s K/V (%5.1f%% of bw)", gbs, 100.0 * gbs / bandwidth);
+  }
+  std::printf("\n");
 }
 
 int Main() {
@@ -250,9 +262,13 @@ int Main() {
 
   if (run("attention")) {
     std::printf("Paged attention:\n");
-    BenchAttention(pool, reps, 1, 512, 1);
-    BenchAttention(pool, reps, 32, 512, 1);
-    if (!quick) BenchAttention(pool, std::max(3, reps / 3), 1, 512, 512);
+    BenchAttention(pool, reps, bw, 1, 512, 1);
+    BenchAttention(pool, reps, bw, 32, 512, 1);
+    if (!quick) {
+      BenchAttention(pool, reps, bw, 32, 2048, 1);
+      BenchAttention(pool, reps, bw, 8, 2048, 1, {.heads = 32, .kv_heads = 8, .d = 128});
+      BenchAttention(pool, std::max(3, reps / 3), bw, 1, 512, 512);
+    }
   }
   return 0;
 }

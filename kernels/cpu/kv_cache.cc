@@ -36,12 +36,20 @@ absl::Status WriteKvCache(const float* k, int64_t k_stride, const float* v, int6
                                                      slot, " outside [-1, ", num_slots, ")"));
     }
   }
-  const size_t bytes = static_cast<size_t>(row) * sizeof(float);
+  const size_t head_bytes = static_cast<size_t>(head_dim) * sizeof(float);
+  const int64_t head_floats = head_dim * block_size;  // one (block, kv head)
   for (int64_t t = 0; t < num_tokens; ++t) {
     const int64_t slot = slot_mapping[t];
     if (slot < 0) continue;
-    std::memcpy(k_cache + slot * row, k + t * k_stride, bytes);
-    std::memcpy(v_cache + slot * row, v + t * v_stride, bytes);
+    const int64_t block = slot / block_size, offset = slot % block_size;
+    for (int64_t g = 0; g < num_kv_heads; ++g) {
+      const int64_t base = (block * num_kv_heads + g) * head_floats;
+      // K transposed: element i of this key at [i, offset] of the [d, bs] tile.
+      const float* kt = k + t * k_stride + g * head_dim;
+      float* kdst = k_cache + base + offset;
+      for (int64_t i = 0; i < head_dim; ++i) kdst[i * block_size] = kt[i];
+      std::memcpy(v_cache + base + offset * head_dim, v + t * v_stride + g * head_dim, head_bytes);
+    }
   }
   return absl::OkStatus();
 }

@@ -1,6 +1,7 @@
 // Writing new keys/values into the paged KV cache on the CPU. The cache
-// layout (per layer, K and V each [num_blocks, block_size, num_kv_heads,
-// head_dim], F32, slot = block * block_size + offset) is in docs/kv_cache.md.
+// layout (per layer, F32, slot = block * block_size + offset; K as
+// [num_blocks, num_kv_heads, head_dim, block_size], V as [num_blocks,
+// num_kv_heads, block_size, head_dim]) is in docs/kv_cache.md.
 #ifndef KESTREL_KERNELS_CPU_KV_CACHE_H_
 #define KESTREL_KERNELS_CPU_KV_CACHE_H_
 
@@ -10,13 +11,14 @@
 
 namespace kestrel::kernels::cpu {
 
-// For each token t with slot_mapping[t] >= 0:
-//   k_cache[slot, :, :] = k[t, :, :], v_cache[slot, :, :] = v[t, :, :].
+// For each token t with slot_mapping[t] >= 0 (block b, offset o) and head g:
+//   k_cache[b, g, :, o] = k[t, g, :], v_cache[b, g, o, :] = v[t, g, :].
 // k: [num_tokens, num_kv_heads, head_dim], token stride k_stride; v likewise.
 // slot_mapping: [num_tokens]; -1 skips a token; any other negative value or a
 //   slot >= num_blocks * block_size is InvalidArgument (checked before
 //   anything is written).
-// k_cache, v_cache: [num_blocks, block_size, num_kv_heads, head_dim].
+// k_cache: [num_blocks, num_kv_heads, head_dim, block_size];
+// v_cache: [num_blocks, num_kv_heads, block_size, head_dim].
 absl::Status WriteKvCache(const float* k, int64_t k_stride, const float* v, int64_t v_stride,
                           const int32_t* slot_mapping, int64_t num_tokens, int64_t num_kv_heads,
                           int64_t head_dim, float* k_cache, float* v_cache, int64_t num_blocks,

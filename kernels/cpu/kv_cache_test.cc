@@ -25,19 +25,28 @@ TEST_CASE("WriteKvCache writes each token to its slot", "[kv_cache]") {
   REQUIRE(WriteKvCache(k.data(), stride, v.data(), stride, slots.data(), tokens, heads, d,
                        kc.data(), vc.data(), blocks, bs)
               .ok());
+  // Cache positions: K[b, g, i, o] and V[b, g, o, i] for slot b * bs + o.
+  auto k_at = [&](int64_t slot, int64_t g, int64_t i) {
+    return kc[static_cast<size_t>(((slot / bs * heads + g) * d + i) * bs + slot % bs)];
+  };
+  auto v_at = [&](int64_t slot, int64_t g, int64_t i) {
+    return vc[static_cast<size_t>(((slot / bs * heads + g) * bs + slot % bs) * d + i)];
+  };
   int64_t written = 0;
   for (int64_t s = 0; s < blocks * bs; ++s) {
     int64_t t = -1;
     for (int64_t i = 0; i < tokens; ++i)
       if (slots[i] == s) t = i;
-    for (int64_t e = 0; e < row; ++e) {
-      if (t < 0) {
-        REQUIRE(std::isnan(kc[s * row + e]));
-        REQUIRE(std::isnan(vc[s * row + e]));
-      } else {
-        REQUIRE(kc[s * row + e] == k[t * stride + e]);
-        REQUIRE(vc[s * row + e] == v[t * stride + e]);
-        ++written;
+    for (int64_t g = 0; g < heads; ++g) {
+      for (int64_t i = 0; i < d; ++i) {
+        if (t < 0) {
+          REQUIRE(std::isnan(k_at(s, g, i)));
+          REQUIRE(std::isnan(v_at(s, g, i)));
+        } else {
+          REQUIRE(k_at(s, g, i) == k[t * stride + g * d + i]);
+          REQUIRE(v_at(s, g, i) == v[t * stride + g * d + i]);
+          ++written;
+        }
       }
     }
   }
