@@ -71,7 +71,9 @@ struct PagedAttentionParams {
   int64_t q_stride = 0;      // >= num_heads * head_dim
   float* out = nullptr;      // [num_tokens, num_heads, head_dim], token stride out_stride
   int64_t out_stride = 0;    // >= num_heads * head_dim
-  // The layer's cache: [num_blocks, block_size, num_kv_heads, head_dim], F32.
+  // The layer's cache, F32 (docs/kv_cache.md): K [num_blocks, num_kv_heads,
+  // head_dim, block_size] (keys transposed), V [num_blocks, num_kv_heads,
+  // block_size, head_dim].
   const float* k_cache = nullptr;
   const float* v_cache = nullptr;
   int64_t num_blocks = 0;

@@ -1,6 +1,6 @@
 // The preallocated paged KV cache the model runner reads and writes: per
-// layer a K and a V array of [num_blocks, block_size, num_kv_heads, head_dim]
-// floats (layout in docs/kv_cache.md), carved out of one allocation sized
+// layer a K and a V array of num_blocks * block_size * num_kv_heads *
+// head_dim floats (layout in docs/kv_cache.md), carved out of one allocation sized
 // from a memory budget. Which blocks belong to which sequence is the
 // scheduler's business; the pool only holds the memory.
 #ifndef KESTREL_MODEL_KV_POOL_H_
@@ -44,7 +44,8 @@ class KvPool {
     return options_.block_size * options_.num_kv_heads * options_.head_dim;
   }
 
-  // The layer's cache: [num_blocks, block_size, num_kv_heads, head_dim].
+  // The layer's cache, each block contiguous: K [num_blocks, num_kv_heads,
+  // head_dim, block_size], V [num_blocks, num_kv_heads, block_size, head_dim].
   float* k(int64_t layer) { return base_ + (2 * layer) * layer_floats_; }
   float* v(int64_t layer) { return base_ + (2 * layer + 1) * layer_floats_; }
 
