@@ -33,6 +33,7 @@ ABSL_FLAG(int32_t, prompt_len, 512, "Prefill prompt length; 0 = skip the prefill
 ABSL_FLAG(int32_t, decode_steps, 32, "Timed decode steps per batch size");
 ABSL_FLAG(std::string, batches, "1,8,32", "Decode batch sizes");
 ABSL_FLAG(bool, mmap_too, true, "Also measure decode batch 1 with file-mmap weights");
+ABSL_FLAG(std::string, kv_cache_dtype, "auto", "KV cache element type: auto, f32 or bf16");
 ABSL_FLAG(bool, bf16_dot, true,
           "BF16 GEMMs with AVX512-BF16 dot products (the server's default); false = exact path");
 
@@ -83,17 +84,24 @@ absl::StatusOr<Result> Bench(const std::string& dir, SafetensorsCheckpoint::Stor
                              const std::vector<int>& batches, bool prefill,
                              kernels::cpu::BandwidthProbe* probe) {
   const auto t0 = Clock::now();
+  const absl::StatusOr<KvCacheDType> kv_dtype =
+      ParseKvCacheDType(absl::GetFlag(FLAGS_kv_cache_dtype));
+  if (!kv_dtype.ok()) return kv_dtype.status();
   auto runner_or = ModelRunner::Create({.model_dir = dir,
                                         .storage = storage,
                                         .num_threads = absl::GetFlag(FLAGS_threads),
                                         .kv_cache_bytes = 1ull << 30,
-                                        .bf16_dot = absl::GetFlag(FLAGS_bf16_dot)});
+                                        .bf16_dot = absl::GetFlag(FLAGS_bf16_dot),
+                                        .kv_cache_dtype = *kv_dtype});
   if (!runner_or.ok()) return runner_or.status();
   ModelRunner& r = **runner_or;
   std::printf("  loaded in %.1f s (%s)\n", Seconds(t0),
               storage == SafetensorsCheckpoint::Storage::kAnonymous ? "anonymous memory"
                                                                     : "file mmap");
   const double weight_bytes = static_cast<double>(r.weights().matrix_bytes_per_token());
+  std::printf("  KV cache %s, %lld blocks of %lld tokens\n",
+              std::string(kernels::DTypeName(r.kv_cache_dtype())).c_str(),
+              static_cast<long long>(r.num_kv_blocks()), static_cast<long long>(r.block_size()));
   if (storage == SafetensorsCheckpoint::Storage::kAnonymous) {
     std::printf("  weight bytes read per decode step: %.3f GB\n", weight_bytes / 1e9);
   }

@@ -71,11 +71,12 @@ struct PagedAttentionParams {
   int64_t q_stride = 0;      // >= num_heads * head_dim
   float* out = nullptr;      // [num_tokens, num_heads, head_dim], token stride out_stride
   int64_t out_stride = 0;    // >= num_heads * head_dim
-  // The layer's cache, F32 (docs/kv_cache.md): K [num_blocks, num_kv_heads,
+  // The layer's cache (docs/kv_cache.md): K [num_blocks, num_kv_heads,
   // head_dim, block_size] (keys transposed), V [num_blocks, num_kv_heads,
-  // block_size, head_dim].
-  const float* k_cache = nullptr;
-  const float* v_cache = nullptr;
+  // block_size, head_dim], elements of kv_dtype.
+  const void* k_cache = nullptr;
+  const void* v_cache = nullptr;
+  DType kv_dtype = DType::kF32;  // kF32 or kBF16; the math is F32 either way
   int64_t num_blocks = 0;
   int64_t block_size = 16;
   int64_t num_seqs = 0;
@@ -149,12 +150,13 @@ class Ops {
   //   the token (padding). A slot >= num_blocks * block_size is an error.
   // k_cache: [num_blocks, num_kv_heads, head_dim, block_size] (keys
   // transposed per block and head); v_cache: [num_blocks, num_kv_heads,
-  // block_size, head_dim]; F32 (docs/kv_cache.md).
+  // block_size, head_dim]; elements of cache_dtype, kF32 or kBF16 (rounded
+  // to nearest even) (docs/kv_cache.md).
   virtual absl::Status WriteKvCache(const float* k, int64_t k_stride, const float* v,
                                     int64_t v_stride, const int32_t* slot_mapping,
                                     int64_t num_tokens, int64_t num_kv_heads, int64_t head_dim,
-                                    float* k_cache, float* v_cache, int64_t num_blocks,
-                                    int64_t block_size) = 0;
+                                    void* k_cache, void* v_cache, int64_t num_blocks,
+                                    int64_t block_size, DType cache_dtype) = 0;
 
   // See PagedAttentionParams.
   virtual absl::Status PagedAttention(const PagedAttentionParams& p) = 0;

@@ -34,8 +34,12 @@ Golden ReadGolden(const fs::path& dir) {
   return g;
 }
 
-std::unique_ptr<ModelRunner> Runner(const fs::path& dir) {
-  auto r = ModelRunner::Create({.model_dir = dir, .num_threads = 2, .kv_cache_bytes = 16ull << 20});
+std::unique_ptr<ModelRunner> Runner(const fs::path& dir,
+                                    KvCacheDType kv_dtype = KvCacheDType::kAuto) {
+  auto r = ModelRunner::Create({.model_dir = dir,
+                                .num_threads = 2,
+                                .kv_cache_bytes = 16ull << 20,
+                                .kv_cache_dtype = kv_dtype});
   REQUIRE(r.ok());
   return std::move(*r);
 }
@@ -62,6 +66,18 @@ TEST_CASE("stories260K greedy generation matches golden output_ids", "[generate]
   const auto res = Run(*r, {Greedy(g)});
   CHECK(res[0].output_ids == g.output_ids);
   CHECK(res[0].finish_reason == "length");
+}
+
+TEST_CASE("a BF16 KV cache keeps stories260K's greedy output", "[generate][golden]") {
+  KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
+  const Golden g = ReadGolden(dir);
+  auto f32 = Runner(dir);
+  CHECK(f32->kv_cache_dtype() == kernels::DType::kF32);  // auto on F32 weights
+  auto bf16 = Runner(dir, KvCacheDType::kBF16);
+  CHECK(bf16->kv_cache_dtype() == kernels::DType::kBF16);
+  // Same budget, half the bytes per block.
+  CHECK(bf16->num_kv_blocks() == 2 * f32->num_kv_blocks());
+  CHECK(Run(*bf16, {Greedy(g)})[0].output_ids == g.output_ids);
 }
 
 // Seven other prompts of different lengths arriving at different steps,

@@ -44,6 +44,8 @@ ABSL_FLAG(std::string, logits_out, "", "Write every prompt position's logits as 
 ABSL_FLAG(int32_t, threads, 0, "Compute threads (0 = one per CPU)");
 ABSL_FLAG(int64_t, kv_cache_mb, 512, "KV cache budget in MiB");
 ABSL_FLAG(bool, mmap, false, "Map weights from the file instead of copying to anonymous memory");
+ABSL_FLAG(std::string, kv_cache_dtype, "auto",
+          "KV cache element type: auto (BF16 for BF16 checkpoints, else F32), f32 or bf16");
 ABSL_FLAG(bool, bf16_dot, true,
           "BF16 checkpoints: bf16 dot products (activations rounded to bf16); false = exact");
 
@@ -123,6 +125,7 @@ absl::Status Run() {
   options.kv_cache_bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_kv_cache_mb)) << 20;
   if (absl::GetFlag(FLAGS_mmap)) options.storage = SafetensorsCheckpoint::Storage::kFileMmap;
   options.bf16_dot = absl::GetFlag(FLAGS_bf16_dot);
+  ASSIGN_OR_RETURN(options.kv_cache_dtype, ParseKvCacheDType(absl::GetFlag(FLAGS_kv_cache_dtype)));
   ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner, ModelRunner::Create(options));
   const std::vector<GenerationRequest> reqs = {req};
   GenerateStats stats;

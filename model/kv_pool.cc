@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -11,9 +12,7 @@
 namespace kestrel::model {
 
 uint64_t KvPool::bytes_per_block() const {
-  return 2 * static_cast<uint64_t>(options_.num_layers * options_.block_size *
-                                   options_.num_kv_heads * options_.head_dim) *
-         sizeof(float);
+  return 2 * static_cast<uint64_t>(options_.num_layers * block_bytes());
 }
 
 absl::StatusOr<std::unique_ptr<KvPool>> KvPool::Create(const Options& options) {
@@ -25,6 +24,11 @@ absl::StatusOr<std::unique_ptr<KvPool>> KvPool::Create(const Options& options) {
                      options.num_layers, ", ", options.num_kv_heads, ", ", options.head_dim,
                      ", ", options.block_size));
   }
+  if (options.dtype != kernels::DType::kF32 && options.dtype != kernels::DType::kBF16) {
+    return absl::InvalidArgumentError(absl::StrCat("kv pool: dtype ",
+                                                   std::string(kernels::DTypeName(options.dtype)),
+                                                   " is not supported (F32 or BF16)"));
+  }
   std::unique_ptr<KvPool> pool(new KvPool());
   pool->options_ = options;
   const uint64_t per_block = pool->bytes_per_block();
@@ -34,8 +38,7 @@ absl::StatusOr<std::unique_ptr<KvPool>> KvPool::Create(const Options& options) {
         "kv pool: memory_budget_bytes ", options.memory_budget_bytes,
         " is smaller than one block (", per_block, " bytes)"));
   }
-  pool->layer_floats_ =
-      pool->num_blocks_ * options.block_size * options.num_kv_heads * options.head_dim;
+  pool->layer_bytes_ = pool->num_blocks_ * pool->block_bytes();
   pool->mapped_bytes_ = static_cast<size_t>(pool->num_blocks_) * per_block;
   // Anonymous pages: zero-filled on first touch, so an unused budget costs
   // no RSS; huge pages cut TLB misses in attention.
@@ -46,7 +49,7 @@ absl::StatusOr<std::unique_ptr<KvPool>> KvPool::Create(const Options& options) {
                                                      " bytes: ", std::strerror(errno)));
   }
   (void)::madvise(addr, pool->mapped_bytes_, MADV_HUGEPAGE);
-  pool->base_ = static_cast<float*>(addr);
+  pool->base_ = static_cast<char*>(addr);
   return pool;
 }
 

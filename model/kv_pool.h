@@ -1,6 +1,7 @@
 // The preallocated paged KV cache the model runner reads and writes: per
 // layer a K and a V array of num_blocks * block_size * num_kv_heads *
-// head_dim floats (layout in docs/kv_cache.md), carved out of one allocation sized
+// head_dim elements, F32 or BF16 (layout in docs/kv_cache.md), carved out
+// of one allocation sized
 // from a memory budget. Which blocks belong to which sequence is the
 // scheduler's business; the pool only holds the memory.
 #ifndef KESTREL_MODEL_KV_POOL_H_
@@ -10,6 +11,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "kernels/dtype.h"
 
 namespace kestrel::model {
 
@@ -26,6 +28,8 @@ class KvPool {
     // Total bytes for K and V over all layers; the pool takes as many whole
     // blocks as fit. Must hold at least one block.
     uint64_t memory_budget_bytes = 256ull << 20;
+    // Element type: kF32, or kBF16 (half the bytes, so twice the blocks).
+    kernels::DType dtype = kernels::DType::kF32;
   };
 
   static absl::StatusOr<std::unique_ptr<KvPool>> Create(const Options& options);
@@ -39,23 +43,26 @@ class KvPool {
   uint64_t bytes_per_block() const;
 
   int64_t num_layers() const { return options_.num_layers; }
-  // Floats of one block in one layer's K (or V) array.
-  int64_t block_floats() const {
-    return options_.block_size * options_.num_kv_heads * options_.head_dim;
+  kernels::DType dtype() const { return options_.dtype; }
+  // Bytes of one block in one layer's K (or V) array.
+  int64_t block_bytes() const {
+    return options_.block_size * options_.num_kv_heads * options_.head_dim *
+           kernels::DTypeSize(options_.dtype);
   }
 
-  // The layer's cache, each block contiguous: K [num_blocks, num_kv_heads,
-  // head_dim, block_size], V [num_blocks, num_kv_heads, block_size, head_dim].
-  float* k(int64_t layer) { return base_ + (2 * layer) * layer_floats_; }
-  float* v(int64_t layer) { return base_ + (2 * layer + 1) * layer_floats_; }
+  // The layer's cache, each block contiguous, elements of dtype(): K
+  // [num_blocks, num_kv_heads, head_dim, block_size], V [num_blocks,
+  // num_kv_heads, block_size, head_dim].
+  void* k(int64_t layer) { return base_ + (2 * layer) * layer_bytes_; }
+  void* v(int64_t layer) { return base_ + (2 * layer + 1) * layer_bytes_; }
 
  private:
   KvPool() = default;
 
   Options options_;
   int64_t num_blocks_ = 0;
-  int64_t layer_floats_ = 0;  // floats in one layer's K (or V) array
-  float* base_ = nullptr;     // mmap'ed, 2 * num_layers * layer_floats_
+  int64_t layer_bytes_ = 0;  // bytes of one layer's K (or V) array
+  char* base_ = nullptr;     // mmap'ed, 2 * num_layers * layer_bytes_
   size_t mapped_bytes_ = 0;
 };
 

@@ -12,12 +12,33 @@ TEST_CASE("pool takes as many whole blocks as the budget holds", "[kv_pool]") {
   REQUIRE(pool.ok());
   CHECK((*pool)->bytes_per_block() == 6144);
   CHECK((*pool)->num_blocks() == 10);
+  CHECK((*pool)->dtype() == kernels::DType::kF32);
   // Layers and K/V are disjoint, back to back.
   const int64_t layer_floats = 10 * 16 * 2 * 8;
-  CHECK((*pool)->v(0) - (*pool)->k(0) == layer_floats);
-  CHECK((*pool)->k(1) - (*pool)->v(0) == layer_floats);
-  (*pool)->v(2)[layer_floats - 1] = 1.0f;  // last float is writable
-  CHECK((*pool)->k(0)[0] == 0.0f);
+  auto k = [&](int64_t l) { return static_cast<float*>((*pool)->k(l)); };
+  auto v = [&](int64_t l) { return static_cast<float*>((*pool)->v(l)); };
+  CHECK(v(0) - k(0) == layer_floats);
+  CHECK(k(1) - v(0) == layer_floats);
+  v(2)[layer_floats - 1] = 1.0f;  // last float is writable
+  CHECK(k(0)[0] == 0.0f);
+}
+
+TEST_CASE("a BF16 pool fits twice the blocks in the same budget", "[kv_pool]") {
+  auto pool = KvPool::Create({.num_layers = 3, .num_kv_heads = 2, .head_dim = 8,
+                              .block_size = 16, .memory_budget_bytes = 6144 * 10 + 100,
+                              .dtype = kernels::DType::kBF16});
+  REQUIRE(pool.ok());
+  CHECK((*pool)->bytes_per_block() == 3072);
+  CHECK((*pool)->num_blocks() == 20);
+  CHECK((*pool)->block_bytes() == 16 * 2 * 8 * 2);
+  auto* k0 = static_cast<uint16_t*>((*pool)->k(0));
+  auto* v2 = static_cast<uint16_t*>((*pool)->v(2));
+  CHECK(static_cast<uint16_t*>((*pool)->v(0)) - k0 == 20 * 16 * 2 * 8);
+  v2[20 * 16 * 2 * 8 - 1] = 1;  // last element is writable
+  auto f16 = KvPool::Create({.num_layers = 1, .num_kv_heads = 1, .head_dim = 8,
+                             .dtype = kernels::DType::kF16});
+  REQUIRE_FALSE(f16.ok());
+  CHECK(f16.status().message() == "kv pool: dtype F16 is not supported (F32 or BF16)");
 }
 
 TEST_CASE("budget below one block and bad shapes are errors", "[kv_pool]") {

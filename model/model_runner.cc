@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kernels/cpu/cpu_ops.h"
@@ -58,6 +59,15 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const Options& 
   return Create(options, std::move(weights));
 }
 
+absl::StatusOr<KvCacheDType> ParseKvCacheDType(std::string_view name) {
+  const std::string lower = absl::AsciiStrToLower(std::string(name));
+  if (lower == "auto") return KvCacheDType::kAuto;
+  if (lower == "f32" || lower == "float32") return KvCacheDType::kF32;
+  if (lower == "bf16" || lower == "bfloat16") return KvCacheDType::kBF16;
+  return absl::InvalidArgumentError(absl::StrCat("kv_cache_dtype must be auto, f32 or bf16, got \"",
+                                                 std::string(name), "\""));
+}
+
 absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(
     const Options& options, std::unique_ptr<ModelWeights> weights) {
   if (weights == nullptr) return absl::InvalidArgumentError("model runner: no weights");
@@ -71,11 +81,22 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(
   }
   ASSIGN_OR_RETURN(r->pool_, kernels::cpu::ThreadPool::Create({.num_threads = options.num_threads}));
   r->ops_ = kernels::cpu::CreateCpuOps({.pool = r->pool_.get()});
+  kernels::DType kv_dtype = kernels::DType::kF32;
+  switch (options.kv_cache_dtype) {
+    case KvCacheDType::kF32: break;
+    case KvCacheDType::kBF16: kv_dtype = kernels::DType::kBF16; break;
+    case KvCacheDType::kAuto:
+      if (r->weights_->layers().front().k_proj.dtype == DType::kBF16) {
+        kv_dtype = kernels::DType::kBF16;
+      }
+      break;
+  }
   ASSIGN_OR_RETURN(r->kv_, KvPool::Create({.num_layers = c.num_hidden_layers,
                                            .num_kv_heads = c.num_key_value_heads,
                                            .head_dim = c.head_dim,
                                            .block_size = options.block_size,
-                                           .memory_budget_bytes = options.kv_cache_bytes}));
+                                           .memory_budget_bytes = options.kv_cache_bytes,
+                                           .dtype = kv_dtype}));
   r->max_context_len_ =
       options.max_context_len > 0 ? options.max_context_len : c.max_position_embeddings;
   const size_t table = static_cast<size_t>(r->max_context_len_ * (c.head_dim / 2));
@@ -175,7 +196,7 @@ absl::Status ModelRunner::Layer(int64_t li, int64_t T, int64_t S) {
                      li, "rope"));
   RETURN_IF_ERROR(At(ops_->WriteKvCache(k, qkv_w, v, qkv_w, slots_.data(), T,
                                         c.num_key_value_heads, c.head_dim, kv_->k(li), kv_->v(li),
-                                        kv_->num_blocks(), kv_->block_size()),
+                                        kv_->num_blocks(), kv_->block_size(), kv_->dtype()),
                      li, "kv cache write"));
   kernels::PagedAttentionParams a;
   a.q = q;
@@ -184,6 +205,7 @@ absl::Status ModelRunner::Layer(int64_t li, int64_t T, int64_t S) {
   a.out_stride = Q;
   a.k_cache = kv_->k(li);
   a.v_cache = kv_->v(li);
+  a.kv_dtype = kv_->dtype();
   a.num_blocks = kv_->num_blocks();
   a.block_size = kv_->block_size();
   a.num_seqs = S;
@@ -291,10 +313,11 @@ absl::Status ModelRunner::CopyKvBlock(int32_t src, int32_t dst) {
     return absl::InvalidArgumentError(absl::StrCat("KV block copy ", src, " -> ", dst,
                                                    " is outside the pool of ", blocks, " blocks"));
   }
-  const int64_t n = kv_->block_floats();
+  const int64_t n = kv_->block_bytes();
   for (int64_t layer = 0; layer < kv_->num_layers(); ++layer) {
-    std::memcpy(kv_->k(layer) + dst * n, kv_->k(layer) + src * n, n * sizeof(float));
-    std::memcpy(kv_->v(layer) + dst * n, kv_->v(layer) + src * n, n * sizeof(float));
+    for (char* base : {static_cast<char*>(kv_->k(layer)), static_cast<char*>(kv_->v(layer))}) {
+      std::memcpy(base + dst * n, base + src * n, static_cast<size_t>(n));
+    }
   }
   return absl::OkStatus();
 }

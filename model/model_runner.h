@@ -27,6 +27,7 @@
 #include <filesystem>
 #include <memory>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -72,6 +73,13 @@ struct StepOutput {
   }
 };
 
+// Element type of the KV cache. kAuto follows the checkpoint (vLLM's
+// "auto"): BF16 when the attention weights are BF16, else F32.
+enum class KvCacheDType { kAuto, kF32, kBF16 };
+
+// "auto", "f32" or "bf16" (case-insensitive); InvalidArgument naming the value.
+absl::StatusOr<KvCacheDType> ParseKvCacheDType(std::string_view name);
+
 // Not thread-safe: one thread (the engine's step loop) calls Step.
 class ModelRunner {
  public:
@@ -96,6 +104,10 @@ class ModelRunner {
     // prefill and large batches, ~2^-9 relative activation rounding. false =
     // widen the weights to F32 and multiply exactly (see GemmParams::bf16_dot).
     bool bf16_dot = true;
+    // KV cache element type. BF16 halves the cache's bytes (twice the
+    // tokens in the same budget, half the attention reads); keys and values
+    // are rounded to bf16 when written, the attention math stays F32.
+    KvCacheDType kv_cache_dtype = KvCacheDType::kAuto;
   };
 
   static absl::StatusOr<std::unique_ptr<ModelRunner>> Create(const Options& options);
@@ -117,6 +129,7 @@ class ModelRunner {
   const ModelWeights& weights() const { return *weights_; }
   int64_t num_kv_blocks() const { return kv_->num_blocks(); }
   int64_t block_size() const { return kv_->block_size(); }
+  kernels::DType kv_cache_dtype() const { return kv_->dtype(); }
   int64_t max_context_len() const { return max_context_len_; }
   int num_threads() const { return pool_->num_threads(); }
 

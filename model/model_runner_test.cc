@@ -148,6 +148,15 @@ TEST_CASE("bad step inputs are errors, not crashes", "[runner]") {
   CHECK_FALSE(r->Step({}, &out).ok());
 }
 
+TEST_CASE("kv_cache_dtype names", "[runner]") {
+  CHECK(*ParseKvCacheDType("auto") == KvCacheDType::kAuto);
+  CHECK(*ParseKvCacheDType("F32") == KvCacheDType::kF32);
+  CHECK(*ParseKvCacheDType("bf16") == KvCacheDType::kBF16);
+  CHECK(*ParseKvCacheDType("bfloat16") == KvCacheDType::kBF16);
+  CHECK(ParseKvCacheDType("fp8").status().message() ==
+        "kv_cache_dtype must be auto, f32 or bf16, got \"fp8\"");
+}
+
 // Synthetic architectures: a whole-prompt prefill and token-by-token decoding
 // must agree (positions, RoPE scaling, q/k norm, biases, KV cache reads).
 // With exact GEMMs they agree to float rounding. With bf16 dot products (the
@@ -161,12 +170,17 @@ TEST_CASE("qwen2/qwen3/llama-shaped synthetic models: prefill == decode", "[runn
     DType dtype;
     bool bf16_dot;
     float tolerance;  // relative to the largest |logit|
+    KvCacheDType kv = KvCacheDType::kAuto;
   };
   for (const char* preset : {"tiny", "tiny-qwen2", "tiny-qwen3"}) {
+    // A BF16 cache holds the same rounded K/V for both (the projections are
+    // batch invariant), so it keeps the exact path's agreement.
     for (const Mode mode : {Mode{DType::kF32, false, 1e-5f}, Mode{DType::kBF16, false, 1e-5f},
-                            Mode{DType::kBF16, true, 1e-2f}}) {
+                            Mode{DType::kBF16, true, 1e-2f},
+                            Mode{DType::kF32, false, 1e-5f, KvCacheDType::kBF16}}) {
       const DType dtype = mode.dtype;
-      INFO(preset << " " << DTypeName(dtype) << (mode.bf16_dot ? " bf16_dot" : " exact"));
+      INFO(preset << " " << DTypeName(dtype) << (mode.bf16_dot ? " bf16_dot" : " exact")
+                  << (mode.kv == KvCacheDType::kBF16 ? " bf16 kv" : ""));
       const fs::path dir = fs::path(tmp != nullptr ? tmp : "/tmp") /
                            (std::string("runner_") + preset + DTypeName(dtype));
       auto config = SyntheticPresetConfig(preset, dtype);
@@ -174,7 +188,7 @@ TEST_CASE("qwen2/qwen3/llama-shaped synthetic models: prefill == decode", "[runn
       REQUIRE(WriteSyntheticCheckpoint({.dir = dir, .config_json = *config, .dtype = dtype,
                                         .seed = 42, .write_tokenizer = false})
                   .ok());
-      auto r = Runner(dir, {.bf16_dot = mode.bf16_dot});
+      auto r = Runner(dir, {.bf16_dot = mode.bf16_dot, .kv_cache_dtype = mode.kv});
       std::vector<int32_t> tokens(37);
       for (int i = 0; i < 37; ++i) tokens[i] = (i * 97 + 5) % 320;
       const std::vector<int32_t> blocks = {9, 2, 5};

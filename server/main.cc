@@ -60,6 +60,9 @@ ABSL_FLAG(bool, mmap_weights, false,
 ABSL_FLAG(bool, bf16_dot, true,
           "BF16 checkpoints: AVX-512 BF16 dot products (activations rounded to bf16); about "
           "1.6x faster prefill. false = widen weights to F32 and multiply exactly");
+ABSL_FLAG(std::string, kv_cache_dtype, "auto",
+          "KV cache element type: auto (BF16 for BF16 checkpoints, else F32), f32 or bf16 (half "
+          "the bytes: twice the tokens in --kv_cache_mib)");
 ABSL_FLAG(int, max_num_batched_tokens, 2048, "Token budget of one engine step");
 ABSL_FLAG(int, max_num_seqs, 256, "Most sequences running at once");
 ABSL_FLAG(int, max_queued_requests, 1024,
@@ -162,6 +165,12 @@ int Run() {
     spdlog::error("--kv_cache_mib must be positive, got {}", absl::GetFlag(FLAGS_kv_cache_mib));
     return 2;
   }
+  const absl::StatusOr<model::KvCacheDType> kv_dtype =
+      model::ParseKvCacheDType(absl::GetFlag(FLAGS_kv_cache_dtype));
+  if (!kv_dtype.ok()) {
+    spdlog::error("--{}", std::string(kv_dtype.status().message()));
+    return 2;
+  }
 
   // Before any thread starts, so only the watcher sees the signals.
   ShutdownSignals signals;
@@ -174,6 +183,7 @@ int Run() {
   load.max_model_len = absl::GetFlag(FLAGS_max_model_len);
   load.mmap_weights = absl::GetFlag(FLAGS_mmap_weights);
   load.bf16_dot = absl::GetFlag(FLAGS_bf16_dot);
+  load.kv_cache_dtype = *kv_dtype;
   const absl::Time load_start = absl::Now();
   absl::StatusOr<LoadedModel> model = LoadModel(load);
   if (!model.ok()) {
@@ -229,6 +239,7 @@ int Run() {
       {"model", load.model},
       {"max_model_len", std::to_string((*engine)->max_model_len())},
       {"kv_cache_mib", std::to_string(absl::GetFlag(FLAGS_kv_cache_mib))},
+      {"kv_cache_dtype", model->kv_cache_dtype},
       {"max_num_batched_tokens", std::to_string(engine_options.max_num_batched_tokens)},
       {"max_num_seqs", std::to_string(engine_options.max_num_seqs)},
       {"max_queued_requests", std::to_string(engine_options.max_queued_requests)},

@@ -67,6 +67,7 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelLoadOptions& options) {
   runner_options.num_threads = options.num_threads;
   runner_options.kv_cache_bytes = options.kv_cache_bytes;
   runner_options.bf16_dot = options.bf16_dot;
+  runner_options.kv_cache_dtype = options.kv_cache_dtype;
   runner_options.storage = options.mmap_weights
                                ? model::SafetensorsCheckpoint::Storage::kFileMmap
                                : model::SafetensorsCheckpoint::Storage::kAnonymous;
@@ -114,6 +115,7 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelLoadOptions& options) {
   }
 
   const model::ModelConfig& config = runner->config();
+  loaded.kv_cache_dtype = std::string(kernels::DTypeName(runner->kv_cache_dtype()));
   if (loaded.tokenizer->vocab_size() > config.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat(
         "the tokenizer has ids up to ", loaded.tokenizer->vocab_size() - 1,

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "engine/model_executor.h"
 #include "kestrel/v1/info.pb.h"
+#include "model/model_runner.h"
 #include "model/tokenizer/tokenizer.h"
 
 namespace kestrel::server {
@@ -36,6 +37,8 @@ struct ModelLoadOptions {
   // false = the exact path (weights widened to F32), whose greedy output
   // can differ slightly.
   bool bf16_dot = true;
+  // KV cache element type (auto: BF16 for BF16 checkpoints, else F32).
+  model::KvCacheDType kv_cache_dtype = model::KvCacheDType::kAuto;
 };
 
 struct LoadedModel {
@@ -43,6 +46,8 @@ struct LoadedModel {
   std::unique_ptr<engine::ModelExecutor> executor;
   kestrel::v1::ModelInfo info;
   std::vector<int32_t> eos_token_ids;
+  // The KV cache's element type once "auto" is resolved ("F32" or "BF16").
+  std::string kv_cache_dtype;
 };
 
 // Errors name the path or flag at fault (missing config.json, bad

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <set>
 #include <string>
+#include <tuple>
 
 #include <catch2/catch.hpp>
 #include <grpcpp/client_context.h>
@@ -87,6 +88,7 @@ TEST_CASE("kestrel-server describes itself and lists its services by reflection"
     CHECK(info.load().kv_blocks_free() == info.load().kv_blocks_total());
     CHECK(info.load().kv_block_size() == 16);
     CHECK(info.config().at("model") == "demo");
+    CHECK(info.config().at("kv_cache_dtype") == "F32");  // auto, F32 weights
   }
   {
     grpc::ClientContext context;
@@ -146,6 +148,42 @@ TEST_CASE("kestrel-server rejects bad flags and missing models by name") {
     CHECK(status == 2);
     CHECK(log.find("--scheduling_policy") != std::string::npos);
   }
+  {
+    auto [status, log] = RunToExit({"--kv_cache_dtype=fp8", "--metrics_address="});
+    CHECK(status == 2);
+    CHECK(log.find("--kv_cache_dtype must be auto, f32 or bf16, got \"fp8\"") !=
+          std::string::npos);
+  }
+}
+
+TEST_CASE("kestrel-server with a BF16 KV cache holds twice the blocks and still generates") {
+  auto blocks_and_text = [](const std::vector<std::string>& args) {
+    TestServer server = StartDemo(args);
+    auto stub = kestrel::v1::Kestrel::NewStub(server.Channel());
+    grpc::ClientContext info_context;
+    info_context.set_deadline(std::chrono::system_clock::now() + 10s);
+    kestrel::v1::GetServerInfoResponse info;
+    REQUIRE(stub->GetServerInfo(&info_context, {}, &info).ok());
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + 30s);
+    kestrel::v1::GenerateRequest request;
+    request.set_text("hello");
+    request.mutable_stopping()->set_max_tokens(8);
+    request.mutable_stopping()->set_ignore_eos(true);
+    kestrel::v1::CompleteResponse response;
+    REQUIRE(stub->Complete(&context, request, &response).ok());
+    REQUIRE(response.completions_size() == 1);
+    return std::make_tuple(info.load().kv_blocks_total(), info.config().at("kv_cache_dtype"),
+                           response.completions(0).token_ids_size());
+  };
+  const auto [f32_blocks, f32_name, f32_tokens] = blocks_and_text({"--kv_cache_mib=8"});
+  const auto [bf16_blocks, bf16_name, bf16_tokens] =
+      blocks_and_text({"--kv_cache_mib=8", "--kv_cache_dtype=bf16"});
+  CHECK(f32_name == "F32");
+  CHECK(bf16_name == "BF16");
+  CHECK(bf16_blocks == 2 * f32_blocks);
+  CHECK(f32_tokens == 8);
+  CHECK(bf16_tokens == 8);
 }
 
 }  // namespace

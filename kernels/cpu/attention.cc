@@ -54,6 +54,11 @@ absl::Status Validate(const PagedAttentionParams& p) {
                                                    " out_stride=", p.out_stride,
                                                    " must be >= num_heads*head_dim=", row));
   }
+  if (p.kv_dtype != DType::kF32 && p.kv_dtype != DType::kBF16) {
+    return absl::InvalidArgumentError(absl::StrCat("PagedAttention: kv_dtype ",
+                                                   std::string(DTypeName(p.kv_dtype)),
+                                                   " is not supported (F32 or BF16)"));
+  }
   if (p.sliding_window < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("PagedAttention: sliding_window=", p.sliding_window));
@@ -104,13 +109,33 @@ absl::Status Validate(const PagedAttentionParams& p) {
   return absl::OkStatus();
 }
 
-inline void Prefetch(const float* base, int64_t n_floats) {
-  const char* c = reinterpret_cast<const char*>(base);
-  for (int64_t off = 0; off < n_floats * 4; off += 64) __builtin_prefetch(c + off, 0, 1);
+// To L2 (prefetcht2): into L1 it would evict the block being computed.
+inline void Prefetch(const void* base, int64_t bytes) {
+  const char* c = static_cast<const char*>(base);
+  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 1);
 }
 
+// The cache element type's entry points: float (F32 cache) or uint16_t (BF16).
+template <typename T>
+struct KvOps;
+template <>
+struct KvOps<float> {
+  static auto scores(const isa::AttentionVecOps& v) { return v.scores; }
+  static auto accumulate_v(const isa::AttentionVecOps& v) { return v.accumulate_v; }
+};
+template <>
+struct KvOps<uint16_t> {
+  static auto scores(const isa::AttentionVecOps& v) { return v.scores_bf16; }
+  static auto accumulate_v(const isa::AttentionVecOps& v) { return v.accumulate_v_bf16; }
+};
+
+template <typename T>
 void RunItem(const PagedAttentionParams& p, const isa::AttentionVecOps& vec, float scale,
              const WorkItem& item) {
+  const T* k_cache = static_cast<const T*>(p.k_cache);
+  const T* v_cache = static_cast<const T*>(p.v_cache);
+  const auto scores_fn = KvOps<T>::scores(vec);
+  const auto accumulate_v = KvOps<T>::accumulate_v(vec);
   const int64_t d = p.head_dim;
   const int64_t group = p.num_heads / p.num_kv_heads;
   const int64_t n_new = p.query_start[item.seq + 1] - p.query_start[item.seq];
@@ -143,9 +168,9 @@ void RunItem(const PagedAttentionParams& p, const isa::AttentionVecOps& vec, flo
   const int64_t bs = p.block_size;
   // One (block, kv head) of the cache: K as [d, bs] (keys along the rows, so
   // a run's scores are d vector FMAs with no horizontal sums), V as [bs, d].
-  const int64_t head_floats = d * bs;
+  const int64_t head_elems = d * bs;
   auto head_base = [&](int64_t key, int64_t g) {
-    return (static_cast<int64_t>(table[key / bs]) * p.num_kv_heads + g) * head_floats;
+    return (static_cast<int64_t>(table[key / bs]) * p.num_kv_heads + g) * head_elems;
   };
   // Keys are visited in runs of up to kTile slots that never cross a block.
   for (int64_t sub = lowest_key; sub <= last_pos;) {
@@ -160,8 +185,8 @@ void RunItem(const PagedAttentionParams& p, const isa::AttentionVecOps& vec, flo
     for (int64_t g = item.kv_begin; g < item.kv_end; ++g) {
       const int64_t base = head_base(sub, g);
       const int64_t next = prefetch_next ? head_base(sub_end, g) : -1;
-      const float* kt = p.k_cache + base + in_block;       // [d, bs], this run's columns
-      const float* vb = p.v_cache + base + in_block * d;   // [sub_end - sub, d]
+      const T* kt = k_cache + base + in_block;       // [d, bs], this run's columns
+      const T* vb = v_cache + base + in_block * d;   // [sub_end - sub, d]
       for (int64_t t = 0; t < tokens; ++t) {
         const int64_t pos = first_pos + item.t_begin + t;
         int64_t lo = sub;
@@ -173,16 +198,16 @@ void RunItem(const PagedAttentionParams& p, const isa::AttentionVecOps& vec, flo
         const float* qt = p.q + (token0 + item.t_begin + t) * p.q_stride;
         for (int64_t h = 0; h < group; ++h) {
           if (next >= 0 && t == 0) {
-            const int64_t begin = head_floats * h / group, end = head_floats * (h + 1) / group;
-            Prefetch(p.k_cache + next + begin, end - begin);
-            Prefetch(p.v_cache + next + begin, end - begin);
+            const int64_t begin = head_elems * h / group, end = head_elems * (h + 1) / group;
+            Prefetch(k_cache + next + begin, (end - begin) * static_cast<int64_t>(sizeof(T)));
+            Prefetch(v_cache + next + begin, (end - begin) * static_cast<int64_t>(sizeof(T)));
           }
           const int64_t r = (t * heads + (g - item.kv_begin)) * group + h;
           const float* q = qt + (g * group + h) * d;
-          vec.scores(q, kt, bs, off + count, d, scale, scores);
+          scores_fn(q, kt, bs, off + count, d, scale, scores);
           float* sv = scores + off;
           const float alpha = vec.softmax_step(sv, count, &m[r], &l[r]);
-          vec.accumulate_v(acc + r * d, alpha, sv, vb + off * d, d, count, d);
+          accumulate_v(acc + r * d, alpha, sv, vb + off * d, d, count, d);
         }
       }
     }
@@ -238,7 +263,13 @@ absl::Status PagedAttention(const PagedAttentionParams& p, ThreadPool* pool, Isa
   }
   const std::vector<WorkItem>& plan = items;
   ParallelFor(pool, static_cast<int64_t>(plan.size()), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) RunItem(p, vec, scale, plan[i]);
+    for (int64_t i = begin; i < end; ++i) {
+      if (p.kv_dtype == DType::kBF16) {
+        RunItem<uint16_t>(p, vec, scale, plan[i]);
+      } else {
+        RunItem<float>(p, vec, scale, plan[i]);
+      }
+    }
   });
   return absl::OkStatus();
 }

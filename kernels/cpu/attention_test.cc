@@ -16,6 +16,7 @@
 #include "kernels/cpu/reference.h"
 #include "kernels/cpu/test_util.h"
 #include "kernels/cpu/thread_pool.h"
+#include "kernels/dtype.h"
 
 namespace kestrel::kernels::cpu {
 namespace {
@@ -31,7 +32,14 @@ struct Seq {
 struct Batch {
   int64_t heads, kv_heads, d, block_size = 16, window = 0;
   std::vector<Seq> seqs;
+  DType kv_dtype = DType::kF32;
 };
+
+// x rounded to bf16 and back: what a BF16 cache holds.
+std::vector<float> RoundedToBf16(std::vector<float> x) {
+  for (float& v : x) v = Bf16ToF32(F32ToBf16(v));
+  return x;
+}
 
 // Builds the cache through WriteKvCache, runs PagedAttention and compares
 // every sequence with reference::Attention on its dense history.
@@ -49,7 +57,11 @@ void RunBatch(const Batch& b, ThreadPool* pool, std::vector<float>* out_copy = n
   for (int64_t i = 0; i < num_blocks; ++i) perm[i] = static_cast<int32_t>(i);
   std::shuffle(perm.begin(), perm.end(), std::mt19937(42));
 
-  std::vector<float> kc = testing::NaNVector(static_cast<size_t>(num_blocks * bs * row));
+  // Room for F32 elements either way; the fill is NaN as F32 and as each
+  // bf16 half, so any read of an unused slot shows up.
+  std::vector<float> kc(static_cast<size_t>(num_blocks * bs * row));
+  const uint32_t nan_bits = 0x7fc07fc0u;
+  std::memcpy(kc.data(), std::vector<uint32_t>(kc.size(), nan_bits).data(), kc.size() * 4);
   std::vector<float> vc = kc;
   const int64_t table_stride = max_blocks + 2;
   std::vector<int32_t> tables(static_cast<size_t>(b.seqs.size() * table_stride), -1);
@@ -72,7 +84,7 @@ void RunBatch(const Batch& b, ThreadPool* pool, std::vector<float>* out_copy = n
                  static_cast<int32_t>(p % bs);
     }
     REQUIRE(WriteKvCache(keys[s].data(), row, values[s].data(), row, slots.data(), seq.ctx,
-                         b.kv_heads, b.d, kc.data(), vc.data(), num_blocks, bs)
+                         b.kv_heads, b.d, kc.data(), vc.data(), num_blocks, bs, b.kv_dtype)
                 .ok());
     query_start.push_back(query_start.back() + static_cast<int32_t>(seq.n_new));
     ctx_lens.push_back(static_cast<int32_t>(seq.ctx));
@@ -85,6 +97,7 @@ void RunBatch(const Batch& b, ThreadPool* pool, std::vector<float>* out_copy = n
   p.out_stride = out_stride;
   p.k_cache = kc.data();
   p.v_cache = vc.data();
+  p.kv_dtype = b.kv_dtype;
   p.num_blocks = num_blocks;
   p.block_size = bs;
   p.num_seqs = static_cast<int64_t>(b.seqs.size());
@@ -107,13 +120,17 @@ void RunBatch(const Batch& b, ThreadPool* pool, std::vector<float>* out_copy = n
       const float* src = q.data() + (query_start[s] + t) * q_stride;
       qs.insert(qs.end(), src, src + b.heads * b.d);
     }
-    reference::Attention(qs.data(), keys[s].data(), values[s].data(), want.data(), seq.n_new,
-                         seq.ctx, b.heads, b.kv_heads, b.d, scale, b.window);
+    const bool bf16 = b.kv_dtype == DType::kBF16;
+    const std::vector<float> ks = bf16 ? RoundedToBf16(keys[s]) : keys[s];
+    const std::vector<float> vs = bf16 ? RoundedToBf16(values[s]) : values[s];
+    reference::Attention(qs.data(), ks.data(), vs.data(), want.data(), seq.n_new, seq.ctx,
+                         b.heads, b.kv_heads, b.d, scale, b.window);
     for (int64_t t = 0; t < seq.n_new; ++t) {
       const float* got = out.data() + (query_start[s] + t) * out_stride;
       INFO("heads=" << b.heads << " kv_heads=" << b.kv_heads << " d=" << b.d << " seq " << s
                     << " (ctx " << seq.ctx << ", new " << seq.n_new << ") token " << t
-                    << " window " << b.window << " isa " << IsaName(isa));
+                    << " window " << b.window << " isa " << IsaName(isa) << " kv "
+                    << DTypeName(b.kv_dtype));
       REQUIRE(CompareClose(got, want.data() + t * b.heads * b.d,
                            static_cast<size_t>(b.heads * b.d), 2e-5f, 1e-4f) == "");
       for (int64_t e = b.heads * b.d; e < out_stride; ++e) REQUIRE(got[e] == -99.0f);
@@ -162,6 +179,28 @@ TEST_CASE("PagedAttention with blocks longer than a key run, and wide GQA groups
     // TinyLlama's group of 8 per kv head, decodes and a chunk.
     RunBatch({.heads = 32, .kv_heads = 4, .d = 64, .seqs = {{129, 1}, {17, 1}, {40, 9}}},
              pool->get(), nullptr, isa);
+  }
+}
+
+TEST_CASE("PagedAttention over a BF16 cache equals F32 attention on the rounded K/V",
+          "[attention]") {
+  auto pool = ThreadPool::Create({.num_threads = 2});
+  REQUIRE(pool.ok());
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    if (!IsaSupported(isa)) continue;
+    for (int64_t d : {64, 80, 128}) {
+      RunBatch({.heads = 6, .kv_heads = 2, .d = d, .seqs = kMixed, .kv_dtype = DType::kBF16},
+               pool->get(), nullptr, isa);
+    }
+    RunBatch({.heads = 3, .kv_heads = 1, .d = 7, .seqs = {{19, 19}, {20, 1}},
+              .kv_dtype = DType::kBF16},
+             nullptr, nullptr, isa);
+    RunBatch({.heads = 8, .kv_heads = 1, .d = 19, .block_size = 32,
+              .seqs = {{70, 70}, {45, 1}, {33, 2}}, .kv_dtype = DType::kBF16},
+             pool->get(), nullptr, isa);
+    RunBatch({.heads = 2, .kv_heads = 2, .d = 64, .block_size = 8, .seqs = {{30, 3}},
+              .kv_dtype = DType::kBF16},
+             nullptr, nullptr, isa);
   }
 }
 
@@ -217,6 +256,10 @@ TEST_CASE("PagedAttention rejects bad arguments", "[attention]") {
   bad = p;
   bad.q_stride = 10;
   CHECK(absl::IsInvalidArgument(PagedAttention(bad, nullptr)));
+  bad = p;
+  bad.kv_dtype = DType::kF16;
+  const absl::Status f16 = PagedAttention(bad, nullptr);
+  CHECK(f16.message() == "PagedAttention: kv_dtype F16 is not supported (F32 or BF16)");
 }
 
 }  // namespace

@@ -55,10 +55,11 @@ class CpuOps final : public Ops {
   }
   absl::Status WriteKvCache(const float* k, int64_t k_stride, const float* v, int64_t v_stride,
                             const int32_t* slot_mapping, int64_t num_tokens,
-                            int64_t num_kv_heads, int64_t head_dim, float* k_cache,
-                            float* v_cache, int64_t num_blocks, int64_t block_size) override {
+                            int64_t num_kv_heads, int64_t head_dim, void* k_cache,
+                            void* v_cache, int64_t num_blocks, int64_t block_size,
+                            DType cache_dtype) override {
     return cpu::WriteKvCache(k, k_stride, v, v_stride, slot_mapping, num_tokens, num_kv_heads,
-                             head_dim, k_cache, v_cache, num_blocks, block_size);
+                             head_dim, k_cache, v_cache, num_blocks, block_size, cache_dtype);
   }
   absl::Status PagedAttention(const PagedAttentionParams& p) override {
     return cpu::PagedAttention(p, options_.pool);

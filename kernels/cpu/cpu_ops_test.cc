@@ -63,7 +63,7 @@ TEST_CASE("An attention block through the Ops interface", "[cpu_ops]") {
                          cos_t.data(), sin_t.data(), max_pos)
               .ok());
   REQUIRE(ops->WriteKvCache(k, qkv_n, v, qkv_n, slots.data(), tokens, kv_heads, d, kc.data(),
-                            vc.data(), 2, 16)
+                            vc.data(), 2, 16, DType::kF32)
               .ok());
   const std::vector<int32_t> qs = {0, static_cast<int32_t>(tokens)}, ctx = {static_cast<int32_t>(tokens)};
   const std::vector<int32_t> table = {1};
@@ -77,7 +77,7 @@ TEST_CASE("An attention block through the Ops interface", "[cpu_ops]") {
   std::vector<int32_t> slots1(tokens);
   for (int32_t t = 0; t < tokens; ++t) slots1[t] = 16 + t;
   REQUIRE(ops->WriteKvCache(k, qkv_n, v, qkv_n, slots1.data(), tokens, kv_heads, d, kc.data(),
-                            vc.data(), 2, 16)
+                            vc.data(), 2, 16, DType::kF32)
               .ok());
   REQUIRE(ops->PagedAttention(ap).ok());
 

@@ -179,28 +179,58 @@ void Range(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
 
 #undef KESTREL_TILE_ROW
 
-void Scores(const float* q, const float* kt, int64_t kt_stride, int64_t count, int64_t d,
+// 8 K/V elements as F32, lanes from n on zero (n may be <= 0): F32 by
+// masked load, bf16 widened exactly (AVX2 has no 16-bit masked load, so a
+// partial run goes through a zeroed copy).
+inline __m256 LoadKv8(const float* p, __m256i mask, int64_t) { return _mm256_maskload_ps(p, mask); }
+inline __m256 LoadKv8(const uint16_t* p, __m256i, int64_t n) {
+  __m128i h;
+  if (n >= 8) {
+    h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  } else {
+    alignas(16) uint16_t tmp[8] = {};
+    for (int64_t j = 0; j < n; ++j) tmp[j] = p[j];
+    h = _mm_load_si128(reinterpret_cast<const __m128i*>(tmp));
+  }
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+inline __m256 LoadKv8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 LoadKv8(const uint16_t* p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(
+      _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+}
+inline float KvValue(float x) { return x; }
+inline float KvValue(uint16_t h) {
+  const uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float f;
+  __builtin_memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+template <typename T>
+void Scores(const float* q, const T* kt, int64_t kt_stride, int64_t count, int64_t d,
             float scale, float* s) {
   // Two 8-key halves (masked to count), two partial sums each.
   const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256i m_lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), idx);
   const __m256i m_hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count) - 8), idx);
+  const int64_t n_hi = count - 8;
   __m256 lo0 = _mm256_setzero_ps(), lo1 = lo0, hi0 = lo0, hi1 = lo0;
   int64_t i = 0;
   for (; i + 2 <= d; i += 2) {
     const __m256 q0 = _mm256_set1_ps(q[i]), q1 = _mm256_set1_ps(q[i + 1]);
-    const float* k0 = kt + i * kt_stride;
-    const float* k1 = k0 + kt_stride;
-    lo0 = _mm256_fmadd_ps(q0, _mm256_maskload_ps(k0, m_lo), lo0);
-    hi0 = _mm256_fmadd_ps(q0, _mm256_maskload_ps(k0 + 8, m_hi), hi0);
-    lo1 = _mm256_fmadd_ps(q1, _mm256_maskload_ps(k1, m_lo), lo1);
-    hi1 = _mm256_fmadd_ps(q1, _mm256_maskload_ps(k1 + 8, m_hi), hi1);
+    const T* k0 = kt + i * kt_stride;
+    const T* k1 = k0 + kt_stride;
+    lo0 = _mm256_fmadd_ps(q0, LoadKv8(k0, m_lo, count), lo0);
+    hi0 = _mm256_fmadd_ps(q0, LoadKv8(k0 + 8, m_hi, n_hi), hi0);
+    lo1 = _mm256_fmadd_ps(q1, LoadKv8(k1, m_lo, count), lo1);
+    hi1 = _mm256_fmadd_ps(q1, LoadKv8(k1 + 8, m_hi, n_hi), hi1);
   }
   if (i < d) {
     const __m256 q0 = _mm256_set1_ps(q[i]);
-    const float* k0 = kt + i * kt_stride;
-    lo0 = _mm256_fmadd_ps(q0, _mm256_maskload_ps(k0, m_lo), lo0);
-    hi0 = _mm256_fmadd_ps(q0, _mm256_maskload_ps(k0 + 8, m_hi), hi0);
+    const T* k0 = kt + i * kt_stride;
+    lo0 = _mm256_fmadd_ps(q0, LoadKv8(k0, m_lo, count), lo0);
+    hi0 = _mm256_fmadd_ps(q0, LoadKv8(k0 + 8, m_hi, n_hi), hi0);
   }
   const __m256 sc = _mm256_set1_ps(scale);
   _mm256_storeu_ps(s, _mm256_mul_ps(_mm256_add_ps(lo0, lo1), sc));
@@ -248,20 +278,21 @@ float SoftmaxStep(float* s, int64_t count, float* m, float* l) {
   return alpha;
 }
 
-void AccumulateV(float* acc, float alpha, const float* p, const float* v, int64_t v_stride,
+template <typename T>
+void AccumulateV(float* acc, float alpha, const float* p, const T* v, int64_t v_stride,
                  int64_t count, int64_t d) {
   const __m256 va = _mm256_set1_ps(alpha);
   const int64_t full = d / 8 * 8;
   for (int64_t i = 0; i < full; i += 8) {
     __m256 r = _mm256_mul_ps(_mm256_loadu_ps(acc + i), va);
     for (int64_t j = 0; j < count; ++j) {
-      r = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * v_stride + i), r);
+      r = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), LoadKv8(v + j * v_stride + i), r);
     }
     _mm256_storeu_ps(acc + i, r);
   }
   for (int64_t i = full; i < d; ++i) {
     float r = acc[i] * alpha;
-    for (int64_t j = 0; j < count; ++j) r += p[j] * v[j * v_stride + i];
+    for (int64_t j = 0; j < count; ++j) r += p[j] * KvValue(v[j * v_stride + i]);
     acc[i] = r;
   }
 }
@@ -313,6 +344,7 @@ void SiluMulAvx2(const float* gate, const float* up, float* out, int64_t n) {
   }
 }
 
-const AttentionVecOps kAttentionAvx2 = {&Scores, &SoftmaxStep, &AccumulateV};
+const AttentionVecOps kAttentionAvx2 = {&Scores<float>, &Scores<uint16_t>, &SoftmaxStep,
+                                        &AccumulateV<float>, &AccumulateV<uint16_t>};
 
 }  // namespace kestrel::kernels::cpu::isa

@@ -225,23 +225,29 @@ void Range(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
 
 #undef KESTREL_TILE_ROW
 
-void Scores(const float* q, const float* kt, int64_t kt_stride, int64_t count, int64_t d,
+// 16 K/V elements (masked) as F32: F32 as is, bf16 widened exactly.
+inline __m512 LoadKv(__mmask16 mask, const float* p) { return _mm512_maskz_loadu_ps(mask, p); }
+inline __m512 LoadKv(__mmask16 mask, const uint16_t* p) {
+  return _mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, p)), 16));
+}
+
+template <typename T>
+void Scores(const float* q, const T* kt, int64_t kt_stride, int64_t count, int64_t d,
             float scale, float* s) {
   const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1);
   // Four partial sums break the FMA latency chain.
   __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   int64_t i = 0;
   for (; i + 4 <= d; i += 4) {
-    const float* k = kt + i * kt_stride;
-    a0 = _mm512_fmadd_ps(_mm512_set1_ps(q[i]), _mm512_maskz_loadu_ps(mask, k), a0);
-    a1 = _mm512_fmadd_ps(_mm512_set1_ps(q[i + 1]), _mm512_maskz_loadu_ps(mask, k + kt_stride), a1);
-    a2 = _mm512_fmadd_ps(_mm512_set1_ps(q[i + 2]),
-                         _mm512_maskz_loadu_ps(mask, k + 2 * kt_stride), a2);
-    a3 = _mm512_fmadd_ps(_mm512_set1_ps(q[i + 3]),
-                         _mm512_maskz_loadu_ps(mask, k + 3 * kt_stride), a3);
+    const T* k = kt + i * kt_stride;
+    a0 = _mm512_fmadd_ps(_mm512_set1_ps(q[i]), LoadKv(mask, k), a0);
+    a1 = _mm512_fmadd_ps(_mm512_set1_ps(q[i + 1]), LoadKv(mask, k + kt_stride), a1);
+    a2 = _mm512_fmadd_ps(_mm512_set1_ps(q[i + 2]), LoadKv(mask, k + 2 * kt_stride), a2);
+    a3 = _mm512_fmadd_ps(_mm512_set1_ps(q[i + 3]), LoadKv(mask, k + 3 * kt_stride), a3);
   }
   for (; i < d; ++i) {
-    a0 = _mm512_fmadd_ps(_mm512_set1_ps(q[i]), _mm512_maskz_loadu_ps(mask, kt + i * kt_stride), a0);
+    a0 = _mm512_fmadd_ps(_mm512_set1_ps(q[i]), LoadKv(mask, kt + i * kt_stride), a0);
   }
   const __m512 sum = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
   _mm512_storeu_ps(s, _mm512_mul_ps(sum, _mm512_set1_ps(scale)));
@@ -287,24 +293,26 @@ float SoftmaxStep(float* s, int64_t count, float* m, float* l) {
 }
 
 // The accumulator row stays in C registers across all keys.
-template <int C>
-void AccumulateVChunks(float* acc, float alpha, const float* p, const float* v,
-                       int64_t v_stride, int64_t count) {
+template <int C, typename T>
+void AccumulateVChunks(float* acc, float alpha, const float* p, const T* v, int64_t v_stride,
+                       int64_t count) {
   const __m512 va = _mm512_set1_ps(alpha);
+  const __mmask16 all = static_cast<__mmask16>(0xffff);
   __m512 r[C];
   #pragma GCC unroll 16
   for (int c = 0; c < C; ++c) r[c] = _mm512_mul_ps(_mm512_loadu_ps(acc + 16 * c), va);
   for (int64_t j = 0; j < count; ++j) {
     const __m512 pj = _mm512_set1_ps(p[j]);
-    const float* vr = v + j * v_stride;
+    const T* vr = v + j * v_stride;
     #pragma GCC unroll 16
-    for (int c = 0; c < C; ++c) r[c] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vr + 16 * c), r[c]);
+    for (int c = 0; c < C; ++c) r[c] = _mm512_fmadd_ps(pj, LoadKv(all, vr + 16 * c), r[c]);
   }
   #pragma GCC unroll 16
   for (int c = 0; c < C; ++c) _mm512_storeu_ps(acc + 16 * c, r[c]);
 }
 
-void AccumulateV(float* acc, float alpha, const float* p, const float* v, int64_t v_stride,
+template <typename T>
+void AccumulateV(float* acc, float alpha, const float* p, const T* v, int64_t v_stride,
                  int64_t count, int64_t d) {
   // Explicit instantiations for head dims 64, 80, 96, 128 (and the other
   // multiples of 16 up to 128); anything else takes the masked loop.
@@ -325,8 +333,7 @@ void AccumulateV(float* acc, float alpha, const float* p, const float* v, int64_
         d - i >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (d - i)) - 1);
     __m512 r = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, acc + i), va);
     for (int64_t j = 0; j < count; ++j) {
-      r = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_maskz_loadu_ps(mask, v + j * v_stride + i),
-                          r);
+      r = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), LoadKv(mask, v + j * v_stride + i), r);
     }
     _mm512_mask_storeu_ps(acc + i, mask, r);
   }
@@ -394,6 +401,7 @@ void SiluMulAvx512(const float* gate, const float* up, float* out, int64_t n) {
   }
 }
 
-const AttentionVecOps kAttentionAvx512 = {&Scores, &SoftmaxStep, &AccumulateV};
+const AttentionVecOps kAttentionAvx512 = {&Scores<float>, &Scores<uint16_t>, &SoftmaxStep,
+                                          &AccumulateV<float>, &AccumulateV<uint16_t>};
 
 }  // namespace kestrel::kernels::cpu::isa

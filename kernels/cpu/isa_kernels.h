@@ -61,6 +61,9 @@ struct AttentionVecOps {
   // REQUIRES: 1 <= count <= kKeyTile.
   void (*scores)(const float* q, const float* kt, int64_t kt_stride, int64_t count, int64_t d,
                  float scale, float* s);
+  // The same over a bf16 cache (each key element widened to F32 exactly).
+  void (*scores_bf16)(const float* q, const uint16_t* kt, int64_t kt_stride, int64_t count,
+                      int64_t d, float scale, float* s);
   // One online-softmax step of a row over `count` scaled scores s[0, count):
   // m_new = max(*m, max_j s[j]); s[j] = exp(s[j] - m_new);
   // *l = *l * alpha + sum_j s[j]; *m = m_new. Returns alpha, the factor for
@@ -71,6 +74,8 @@ struct AttentionVecOps {
   // acc = acc * alpha + sum_j p[j] * (v + j * v_stride), over d elements.
   void (*accumulate_v)(float* acc, float alpha, const float* p, const float* v,
                        int64_t v_stride, int64_t count, int64_t d);
+  void (*accumulate_v_bf16)(float* acc, float alpha, const float* p, const uint16_t* v,
+                            int64_t v_stride, int64_t count, int64_t d);
 };
 // out[i] = gate[i] / (1 + exp(-gate[i])) * up[i] for i in [0, n).
 void SiluMulScalar(const float* gate, const float* up, float* out, int64_t n);

@@ -48,11 +48,15 @@ void Range(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
   }
 }
 
-void Scores(const float* q, const float* kt, int64_t kt_stride, int64_t count, int64_t d,
+inline float KvValue(float x) { return x; }
+inline float KvValue(uint16_t h) { return Bf16(h); }
+
+template <typename T>
+void Scores(const float* q, const T* kt, int64_t kt_stride, int64_t count, int64_t d,
             float scale, float* s) {
   for (int64_t j = 0; j < kKeyTile; ++j) s[j] = 0.0f;
   for (int64_t i = 0; i < d; ++i) {
-    for (int64_t j = 0; j < count; ++j) s[j] += q[i] * kt[i * kt_stride + j];
+    for (int64_t j = 0; j < count; ++j) s[j] += q[i] * KvValue(kt[i * kt_stride + j]);
   }
   for (int64_t j = 0; j < count; ++j) s[j] *= scale;
 }
@@ -71,13 +75,14 @@ float SoftmaxStep(float* s, int64_t count, float* m, float* l) {
   return alpha;
 }
 
-void AccumulateV(float* acc, float alpha, const float* p, const float* v, int64_t v_stride,
+template <typename T>
+void AccumulateV(float* acc, float alpha, const float* p, const T* v, int64_t v_stride,
                  int64_t count, int64_t d) {
   for (int64_t i = 0; i < d; ++i) acc[i] *= alpha;
   for (int64_t j = 0; j < count; ++j) {
-    const float* vr = v + j * v_stride;
+    const T* vr = v + j * v_stride;
     const float pj = p[j];
-    for (int64_t i = 0; i < d; ++i) acc[i] += pj * vr[i];
+    for (int64_t i = 0; i < d; ++i) acc[i] += pj * KvValue(vr[i]);
   }
 }
 
@@ -112,6 +117,7 @@ void SiluMulScalar(const float* gate, const float* up, float* out, int64_t n) {
   }
 }
 
-const AttentionVecOps kAttentionScalar = {&Scores, &SoftmaxStep, &AccumulateV};
+const AttentionVecOps kAttentionScalar = {&Scores<float>, &Scores<uint16_t>, &SoftmaxStep,
+                                          &AccumulateV<float>, &AccumulateV<uint16_t>};
 
 }  // namespace kestrel::kernels::cpu::isa

@@ -172,6 +172,7 @@ void BenchGemm(ThreadPool* pool, int reps, double bandwidth, int64_t m, int64_t 
 
 struct AttentionShape {
   int64_t heads = 32, kv_heads = 4, d = 64;  // TinyLlama
+  DType kv = DType::kF32;                    // cache element type
 };
 
 // Reports the time and, for decode, the K/V bytes read per second against
@@ -181,7 +182,14 @@ void BenchAttention(ThreadPool* pool, int reps, double bandwidth, int64_t batch,
   const int64_t heads = shape.heads, kv_heads = shape.kv_heads, d = shape.d, bs = 16;
   const int64_t blocks_per_seq = (ctx + bs - 1) / bs;
   const int64_t num_blocks = batch * blocks_per_seq;
-  std::vector<float> kc(static_cast<size_t>(num_blocks * bs * kv_heads * d), 0.01f), vc = kc;
+  // Every element 0.01 (as F32, or as bf16 0x3c24 in both halves of each
+  // float's bytes); room for F32 either way.
+  std::vector<float> kc(static_cast<size_t>(num_blocks * bs * kv_heads * d), 0.01f);
+  if (shape.kv == DType::kBF16) {
+    const uint32_t pair = 0x3c243c24u;
+    for (float& x : kc) std::memcpy(&x, &pair, sizeof x);
+  }
+  const std::vector<float> vc = kc;
   std::vector<int32_t> table(static_cast<size_t>(num_blocks));
   for (int64_t i = 0; i < num_blocks; ++i) table[i] = static_cast<int32_t>(i);
   std::vector<int32_t> qs(static_cast<size_t>(batch + 1)), ctxs(static_cast<size_t>(batch), ctx);
@@ -193,13 +201,16 @@ void BenchAttention(ThreadPool* pool, int reps, double bandwidth, int64_t batch,
                          .query_start = qs.data(), .context_lens = ctxs.data(),
                          .block_tables = table.data(), .block_table_stride = blocks_per_seq,
                          .num_heads = heads, .num_kv_heads = kv_heads, .head_dim = d};
+  p.kv_dtype = shape.kv;
   const double sec = MedianSeconds(reps, [&](int) { Check(PagedAttention(p, pool)); });
-  std::printf("  attention batch=%-3lld ctx=%-5lld new=%-4lld (%lld heads, %lld kv, d=%lld): %9.1f us",
+  std::printf("  attention batch=%-3lld ctx=%-5lld new=%-4lld (%lld heads, %lld kv, d=%lld, %s): %9.1f us",
               static_cast<long long>(batch), static_cast<long long>(ctx),
               static_cast<long long>(n_new), static_cast<long long>(heads),
-              static_cast<long long>(kv_heads), static_cast<long long>(d), sec * 1e6);
+              static_cast<long long>(kv_heads), static_cast<long long>(d),
+              std::string(DTypeName(shape.kv)).c_str(), sec * 1e6);
   if (n_new == 1) {
-    const double gbs = 2.0 * batch * ctx * kv_heads * d * sizeof(float) / sec / 1e9;
+    const double gbs =
+        2.0 * batch * ctx * kv_heads * d * static_cast<double>(DTypeSize(shape.kv)) / sec / 1e9;
     std::printf("  %6.1f GB/s K/V (%5.1f%% of bw)", gbs, 100.0 * gbs / bandwidth);
   }
   std::printf("\n");
@@ -267,6 +278,10 @@ int Main() {
     if (!quick) {
       BenchAttention(pool, reps, bw, 32, 2048, 1);
       BenchAttention(pool, reps, bw, 8, 2048, 1, {.heads = 32, .kv_heads = 8, .d = 128});
+      BenchAttention(pool, reps, bw, 32, 512, 1, {.kv = DType::kBF16});
+      BenchAttention(pool, reps, bw, 32, 2048, 1, {.kv = DType::kBF16});
+      BenchAttention(pool, reps, bw, 8, 2048, 1,
+                     {.heads = 32, .kv_heads = 8, .d = 128, .kv = DType::kBF16});
       BenchAttention(pool, std::max(3, reps / 3), bw, 1, 512, 512);
     }
   }

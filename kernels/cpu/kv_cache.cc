@@ -1,21 +1,55 @@
 // KV-cache write (see kv_cache.h and docs/kv_cache.md).
 #include "kernels/cpu/kv_cache.h"
 
-#include <cstring>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 
 namespace kestrel::kernels::cpu {
 
+namespace {
+
+inline void Store(float* dst, float x) { *dst = x; }
+inline void Store(uint16_t* dst, float x) { *dst = F32ToBf16(x); }
+
+template <typename T>
+void Write(const float* k, int64_t k_stride, const float* v, int64_t v_stride,
+           const int32_t* slot_mapping, int64_t num_tokens, int64_t num_kv_heads,
+           int64_t head_dim, T* k_cache, T* v_cache, int64_t block_size) {
+  const int64_t head_elems = head_dim * block_size;  // one (block, kv head)
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    const int64_t slot = slot_mapping[t];
+    if (slot < 0) continue;
+    const int64_t block = slot / block_size, offset = slot % block_size;
+    for (int64_t g = 0; g < num_kv_heads; ++g) {
+      const int64_t base = (block * num_kv_heads + g) * head_elems;
+      const float* ks = k + t * k_stride + g * head_dim;
+      const float* vs = v + t * v_stride + g * head_dim;
+      // K transposed: element i of this key at [i, offset] of the [d, bs] tile.
+      T* kdst = k_cache + base + offset;
+      for (int64_t i = 0; i < head_dim; ++i) Store(kdst + i * block_size, ks[i]);
+      T* vdst = v_cache + base + offset * head_dim;
+      for (int64_t i = 0; i < head_dim; ++i) Store(vdst + i, vs[i]);
+    }
+  }
+}
+
+}  // namespace
+
 absl::Status WriteKvCache(const float* k, int64_t k_stride, const float* v, int64_t v_stride,
                           const int32_t* slot_mapping, int64_t num_tokens, int64_t num_kv_heads,
-                          int64_t head_dim, float* k_cache, float* v_cache, int64_t num_blocks,
-                          int64_t block_size) {
+                          int64_t head_dim, void* k_cache, void* v_cache, int64_t num_blocks,
+                          int64_t block_size, DType cache_dtype) {
   if (num_tokens < 0 || num_kv_heads <= 0 || head_dim <= 0 || num_blocks < 0 ||
       block_size <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "WriteKvCache: bad sizes num_tokens=", num_tokens, " num_kv_heads=", num_kv_heads,
         " head_dim=", head_dim, " num_blocks=", num_blocks, " block_size=", block_size));
+  }
+  if (cache_dtype != DType::kF32 && cache_dtype != DType::kBF16) {
+    return absl::InvalidArgumentError(absl::StrCat("WriteKvCache: cache dtype ",
+                                                   std::string(DTypeName(cache_dtype)),
+                                                   " is not supported (F32 or BF16)"));
   }
   const int64_t row = num_kv_heads * head_dim;
   if (k_stride < row || v_stride < row) {
@@ -36,20 +70,12 @@ absl::Status WriteKvCache(const float* k, int64_t k_stride, const float* v, int6
                                                      slot, " outside [-1, ", num_slots, ")"));
     }
   }
-  const size_t head_bytes = static_cast<size_t>(head_dim) * sizeof(float);
-  const int64_t head_floats = head_dim * block_size;  // one (block, kv head)
-  for (int64_t t = 0; t < num_tokens; ++t) {
-    const int64_t slot = slot_mapping[t];
-    if (slot < 0) continue;
-    const int64_t block = slot / block_size, offset = slot % block_size;
-    for (int64_t g = 0; g < num_kv_heads; ++g) {
-      const int64_t base = (block * num_kv_heads + g) * head_floats;
-      // K transposed: element i of this key at [i, offset] of the [d, bs] tile.
-      const float* kt = k + t * k_stride + g * head_dim;
-      float* kdst = k_cache + base + offset;
-      for (int64_t i = 0; i < head_dim; ++i) kdst[i * block_size] = kt[i];
-      std::memcpy(v_cache + base + offset * head_dim, v + t * v_stride + g * head_dim, head_bytes);
-    }
+  if (cache_dtype == DType::kBF16) {
+    Write(k, k_stride, v, v_stride, slot_mapping, num_tokens, num_kv_heads, head_dim,
+          static_cast<uint16_t*>(k_cache), static_cast<uint16_t*>(v_cache), block_size);
+  } else {
+    Write(k, k_stride, v, v_stride, slot_mapping, num_tokens, num_kv_heads, head_dim,
+          static_cast<float*>(k_cache), static_cast<float*>(v_cache), block_size);
   }
   return absl::OkStatus();
 }

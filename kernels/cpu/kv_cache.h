@@ -1,5 +1,5 @@
 // Writing new keys/values into the paged KV cache on the CPU. The cache
-// layout (per layer, F32, slot = block * block_size + offset; K as
+// layout (per layer, F32 or BF16, slot = block * block_size + offset; K as
 // [num_blocks, num_kv_heads, head_dim, block_size], V as [num_blocks,
 // num_kv_heads, block_size, head_dim]) is in docs/kv_cache.md.
 #ifndef KESTREL_KERNELS_CPU_KV_CACHE_H_
@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "kernels/dtype.h"
 
 namespace kestrel::kernels::cpu {
 
@@ -19,10 +20,11 @@ namespace kestrel::kernels::cpu {
 //   anything is written).
 // k_cache: [num_blocks, num_kv_heads, head_dim, block_size];
 // v_cache: [num_blocks, num_kv_heads, block_size, head_dim].
+// cache_dtype: kF32, or kBF16 (each value rounded to nearest even).
 absl::Status WriteKvCache(const float* k, int64_t k_stride, const float* v, int64_t v_stride,
                           const int32_t* slot_mapping, int64_t num_tokens, int64_t num_kv_heads,
-                          int64_t head_dim, float* k_cache, float* v_cache, int64_t num_blocks,
-                          int64_t block_size);
+                          int64_t head_dim, void* k_cache, void* v_cache, int64_t num_blocks,
+                          int64_t block_size, DType cache_dtype = DType::kF32);
 
 }  // namespace kestrel::kernels::cpu
 

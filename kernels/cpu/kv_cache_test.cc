@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include "kernels/cpu/test_util.h"
+#include "kernels/dtype.h"
 
 namespace kestrel::kernels::cpu {
 namespace {
@@ -51,6 +52,34 @@ TEST_CASE("WriteKvCache writes each token to its slot", "[kv_cache]") {
     }
   }
   CHECK(written == 4 * row);
+}
+
+TEST_CASE("WriteKvCache into a BF16 cache rounds each value to nearest even", "[kv_cache]") {
+  const int64_t blocks = 2, bs = 8, heads = 2, d = 5, row = heads * d;
+  std::vector<uint16_t> kc(static_cast<size_t>(blocks * bs * row), 0x7fc0), vc = kc;
+  const std::vector<float> k = testing::RandomVector(static_cast<size_t>(2 * row), 3);
+  const std::vector<float> v = testing::RandomVector(static_cast<size_t>(2 * row), 4);
+  const std::vector<int32_t> slots = {bs + 3, 0};
+  REQUIRE(WriteKvCache(k.data(), row, v.data(), row, slots.data(), 2, heads, d, kc.data(),
+                       vc.data(), blocks, bs, DType::kBF16)
+              .ok());
+  int64_t nan_left = 0;
+  for (uint16_t x : kc) nan_left += x == 0x7fc0;
+  CHECK(nan_left == blocks * bs * row - 2 * row);
+  for (int64_t t = 0; t < 2; ++t) {
+    const int64_t b = slots[t] / bs, o = slots[t] % bs;
+    for (int64_t g = 0; g < heads; ++g) {
+      for (int64_t i = 0; i < d; ++i) {
+        const size_t kpos = static_cast<size_t>(((b * heads + g) * d + i) * bs + o);
+        const size_t vpos = static_cast<size_t>(((b * heads + g) * bs + o) * d + i);
+        CHECK(kc[kpos] == F32ToBf16(k[t * row + g * d + i]));
+        CHECK(vc[vpos] == F32ToBf16(v[t * row + g * d + i]));
+      }
+    }
+  }
+  CHECK(WriteKvCache(k.data(), row, v.data(), row, slots.data(), 2, heads, d, kc.data(),
+                     vc.data(), blocks, bs, DType::kF16)
+            .message() == "WriteKvCache: cache dtype F16 is not supported (F32 or BF16)");
 }
 
 TEST_CASE("WriteKvCache rejects slots outside the pool", "[kv_cache]") {
