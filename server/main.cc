@@ -190,9 +190,10 @@ int Run() {
     spdlog::error("cannot load --model={}: {}", load.model, model.status().ToString());
     return 1;
   }
-  spdlog::info("loaded model {} ({}, {} parameters, {}, context {}) in {}", model->info.name(),
-               model->info.architecture(), model->info.num_parameters(), model->info.dtype(),
-               model->info.context_length(), absl::FormatDuration(absl::Now() - load_start));
+  spdlog::info("loaded model {} ({}, {} parameters, {}, context {}, {} KV cache) in {}",
+               model->info.name(), model->info.architecture(), model->info.num_parameters(),
+               model->info.dtype(), model->info.context_length(), model->kv_cache_dtype,
+               absl::FormatDuration(absl::Now() - load_start));
 
   auto registry = std::make_shared<prometheus::Registry>();
   engine::EngineMetrics metrics(*registry, model->info.name());
