@@ -1,24 +1,37 @@
-// The one header CUDA kernels include for the CUDA runtime. Kernels launch
-// through launch_kernel() rather than <<<...>>> so that the same .cu sources
-// can later also be compiled by the host compiler against a CPU emulation of
-// the execution model (see docs/ARCHITECTURE.md, "CUDA backend"); only this
-// header changes between the two builds.
+// The one header CUDA kernels (and their host launchers' headers) include for
+// the CUDA runtime. Kernels launch through launch_kernel() rather than
+// <<<...>>>, so the same .cu sources also compile with the host compiler
+// against the CPU emulation of the execution model (kernels/cuda/emulation,
+// selected by KESTREL_CUDA_EMULATION) and run in the tests without a GPU.
+// Only this header differs between the two builds.
 #ifndef KESTREL_KERNELS_CUDA_CUDA_COMPAT_H_
 #define KESTREL_KERNELS_CUDA_CUDA_COMPAT_H_
 
+#include <cstddef>
+#include <utility>
+
+#ifdef KESTREL_CUDA_EMULATION
+#include "kernels/cuda/emulation/cuda_emulation.h"
+#else
 #include <cuda_runtime.h>
+#endif
 
 namespace kestrel::cuda {
 
-// Launches `kernel` on `stream` and returns the launch error, if any.
+// Launches `kernel` on `stream` and returns the launch error, if any. The
+// emulation runs the kernel to completion before returning and ignores the
+// stream.
 template <typename... KernelArgs, typename... Args>
 cudaError_t launch_kernel(void (*kernel)(KernelArgs...), dim3 grid, dim3 block,
                           size_t dynamic_smem_bytes, cudaStream_t stream, Args&&... args) {
-#ifdef __CUDACC__
+#if defined(KESTREL_CUDA_EMULATION)
+  (void)stream;
+  return emulation::Launch(kernel, grid, block, dynamic_smem_bytes, std::forward<Args>(args)...);
+#elif defined(__CUDACC__)
   kernel<<<grid, block, dynamic_smem_bytes, stream>>>(static_cast<KernelArgs>(args)...);
   return cudaGetLastError();
 #else
-  static_assert(sizeof...(Args) < 0, "launch_kernel needs nvcc (or the CPU emulator)");
+  static_assert(sizeof...(Args) < 0, "launch_kernel needs nvcc or KESTREL_CUDA_EMULATION");
   return cudaErrorNotSupported;
 #endif
 }

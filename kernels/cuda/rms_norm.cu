@@ -33,7 +33,7 @@ __global__ void RmsNormKernel(float* out, int64_t out_stride, const float* in, i
   if (lane == 0) warp_sums[warp] = sum;
   __syncthreads();
   if (warp == 0) {
-    float total = lane < blockDim.x / kWarpSize ? warp_sums[lane] : 0.0f;
+    float total = lane < static_cast<int>(blockDim.x) / kWarpSize ? warp_sums[lane] : 0.0f;
     total = WarpSum(total);
     if (lane == 0) inv_rms = rsqrtf(total / hidden + eps);
   }

@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include <cuda_runtime.h>
+#include "kernels/cuda/cuda_compat.h"
 
 namespace kestrel::cuda {
 
