@@ -220,12 +220,7 @@ absl::StatusOr<std::unique_ptr<Decoder>> Decoder::FromJson(const Json& json) {
   ASSIGN_OR_RETURN(const std::string type, GetComponentType(json, "decoder"));
   const std::string component = Concat("decoder ", type);
   if (type == "Sequence") {
-    ASSIGN_OR_RETURN(const Json* list, GetArray(json, "decoders", component));
-    std::vector<std::unique_ptr<Decoder>> parts;
-    for (const Json& item : *list) {
-      ASSIGN_OR_RETURN(auto part, FromJson(item));
-      parts.push_back(std::move(part));
-    }
+    ASSIGN_OR_RETURN(auto parts, ParseSequence<Decoder>(json, "decoders", component));
     return std::make_unique<SequenceDecoder>(std::move(parts));
   }
   if (type == "ByteLevel") return std::make_unique<ByteLevelDecoder>();

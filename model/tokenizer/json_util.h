@@ -5,9 +5,12 @@
 #define KESTREL_MODEL_TOKENIZER_JSON_UTIL_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -73,6 +76,24 @@ absl::StatusOr<const Json*> GetObject(const Json& obj, std::string_view key,
 
 // The "type" string of a component object (normalizer, decoder, ...).
 absl::StatusOr<std::string> GetComponentType(const Json& obj, std::string_view component);
+
+// The members of a "Sequence" component: each element of the array `key`
+// parsed by T::FromJson (T = Normalizer, PreTokenizer, PostProcessor,
+// Decoder), the first error returned as is.
+template <typename T>
+absl::StatusOr<std::vector<std::unique_ptr<T>>> ParseSequence(const Json& obj,
+                                                              std::string_view key,
+                                                              std::string_view component) {
+  absl::StatusOr<const Json*> list = GetArray(obj, key, component);
+  if (!list.ok()) return list.status();
+  std::vector<std::unique_ptr<T>> parts;
+  for (const Json& item : **list) {
+    absl::StatusOr<std::unique_ptr<T>> part = T::FromJson(item);
+    if (!part.ok()) return part.status();
+    parts.push_back(std::move(*part));
+  }
+  return parts;
+}
 
 }  // namespace kestrel::tokenizer
 

@@ -165,12 +165,7 @@ absl::StatusOr<std::unique_ptr<Normalizer>> Normalizer::FromJson(const Json& jso
   ASSIGN_OR_RETURN(const std::string type, GetComponentType(json, "normalizer"));
   const std::string component = Concat("normalizer ", type);
   if (type == "Sequence") {
-    ASSIGN_OR_RETURN(const Json* list, GetArray(json, "normalizers", component));
-    std::vector<std::unique_ptr<Normalizer>> parts;
-    for (const Json& item : *list) {
-      ASSIGN_OR_RETURN(auto part, FromJson(item));
-      parts.push_back(std::move(part));
-    }
+    ASSIGN_OR_RETURN(auto parts, ParseSequence<Normalizer>(json, "normalizers", component));
     return std::make_unique<SequenceNormalizer>(std::move(parts));
   }
   if (type == "Prepend") {

@@ -160,12 +160,7 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> PostProcessor::FromJson(const Jso
   if (type == "ByteLevel") return std::make_unique<IdentityPostProcessor>();
   if (type == "TemplateProcessing") return MakeTemplate(json);
   if (type == "Sequence") {
-    ASSIGN_OR_RETURN(const Json* list, GetArray(json, "processors", component));
-    std::vector<std::unique_ptr<PostProcessor>> parts;
-    for (const Json& item : *list) {
-      ASSIGN_OR_RETURN(auto part, FromJson(item));
-      parts.push_back(std::move(part));
-    }
+    ASSIGN_OR_RETURN(auto parts, ParseSequence<PostProcessor>(json, "processors", component));
     return std::make_unique<SequencePostProcessor>(std::move(parts));
   }
   if (type == "BertProcessing" || type == "RobertaProcessing") {

@@ -240,12 +240,7 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> PreTokenizer::FromJson(const Json&
   ASSIGN_OR_RETURN(const std::string type, GetComponentType(json, "pre_tokenizer"));
   const std::string component = Concat("pre_tokenizer ", type);
   if (type == "Sequence") {
-    ASSIGN_OR_RETURN(const Json* list, GetArray(json, "pretokenizers", component));
-    std::vector<std::unique_ptr<PreTokenizer>> parts;
-    for (const Json& item : *list) {
-      ASSIGN_OR_RETURN(auto part, FromJson(item));
-      parts.push_back(std::move(part));
-    }
+    ASSIGN_OR_RETURN(auto parts, ParseSequence<PreTokenizer>(json, "pretokenizers", component));
     return std::make_unique<SequencePreTokenizer>(std::move(parts));
   }
   if (type == "ByteLevel") {
