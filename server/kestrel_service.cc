@@ -86,6 +86,19 @@ bool RecordFinish(const engine::FinishEvent& event, std::optional<grpc::Status>*
 
 class GenerateStream;
 
+// The client cancelled: cancel the call's engine request if it has started
+// (one that starts later sees context->IsCancelled() where its handle is
+// set). State is StreamState or CompleteState.
+template <typename State>
+void CancelEngineRequest(State& state) {
+  std::optional<uint64_t> handle;
+  {
+    std::lock_guard lock(state.mu);
+    handle = state.handle;
+  }
+  if (handle) state.engine->Cancel(*handle);
+}
+
 struct StreamState {
   engine::Engine* engine = nullptr;             // not owned
   const tokenizer::Tokenizer* tokenizer = nullptr;  // not owned
@@ -155,14 +168,7 @@ class GenerateStream final : public grpc::ServerWriteReactor<GenerateResponse> {
     state_->Run(std::move(action));
   }
 
-  void OnCancel() override {
-    std::optional<uint64_t> handle;
-    {
-      std::lock_guard lock(state_->mu);
-      handle = state_->handle;
-    }
-    if (handle) state_->engine->Cancel(*handle);
-  }
+  void OnCancel() override { CancelEngineRequest(*state_); }
 
   void OnDone() override {
     {
@@ -270,14 +276,7 @@ class CompleteCall final : public grpc::ServerUnaryReactor {
     std::lock_guard lock(state_->mu);
     state_->reactor = this;
   }
-  void OnCancel() override {
-    std::optional<uint64_t> handle;
-    {
-      std::lock_guard lock(state_->mu);
-      handle = state_->handle;
-    }
-    if (handle) state_->engine->Cancel(*handle);
-  }
+  void OnCancel() override { CancelEngineRequest(*state_); }
   void OnDone() override {
     {
       std::lock_guard lock(state_->mu);
