@@ -9,7 +9,6 @@
 #include <fstream>
 #include <iostream>
 #include <limits>
-#include <sstream>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
@@ -24,6 +23,7 @@
 #include "benchmarks/bench_workload.h"
 #include "client/cli_flags.h"
 #include "client/client.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -98,14 +98,6 @@ Flags:
 
 enum ExitCode { kOk = 0, kLocalError = 1, kUsage = 2, kUnreachable = 3, kAllFailed = 4 };
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) return absl::NotFoundError(absl::StrCat("cannot read '", path, "'"));
-  std::stringstream contents;
-  contents << file.rdbuf();
-  return contents.str();
-}
-
 std::string ApiKey() {
   std::string key = absl::GetFlag(FLAGS_api_key);
   if (key.empty()) {
@@ -125,7 +117,7 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const client::CommandLine& 
     options.client.api_key = ApiKey();
     options.client.use_tls = absl::GetFlag(FLAGS_tls);
     if (!absl::GetFlag(FLAGS_tls_roots).empty()) {
-      ASSIGN_OR_RETURN(options.client.tls_root_certs_pem, ReadFile(absl::GetFlag(FLAGS_tls_roots)));
+      ASSIGN_OR_RETURN(options.client.tls_root_certs_pem, ReadFileToString(absl::GetFlag(FLAGS_tls_roots)));
     }
     options.temperature = temperature;
     // The model's vocabulary bounds synthetic token ids; a server that does

@@ -6,10 +6,8 @@
 
 #include <atomic>
 #include <cmath>
-#include <fstream>
 #include <iostream>
 #include <map>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -23,6 +21,7 @@
 #include "absl/time/time.h"
 #include "client/cli_flags.h"
 #include "client/client.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/json_util.h"
 
@@ -122,14 +121,6 @@ int ExitCodeFor(const absl::Status& status) {
 std::atomic<bool> g_interrupted{false};
 void OnSigint(int) { g_interrupted.store(true); }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) return absl::NotFoundError(absl::StrCat("cannot read '", path, "'"));
-  std::stringstream contents;
-  contents << file.rdbuf();
-  return contents.str();
-}
-
 absl::StatusOr<std::vector<int>> ParseIds(const std::string& list, const std::string& what) {
   std::vector<int> ids;
   for (absl::string_view part : absl::StrSplit(list, absl::ByAnyChar(", "), absl::SkipEmpty())) {
@@ -151,13 +142,13 @@ absl::StatusOr<ClientOptions> ClientOptionsFromFlags() {
   }
   options.use_tls = absl::GetFlag(FLAGS_tls);
   if (!absl::GetFlag(FLAGS_tls_roots).empty()) {
-    ASSIGN_OR_RETURN(options.tls_root_certs_pem, ReadFile(absl::GetFlag(FLAGS_tls_roots)));
+    ASSIGN_OR_RETURN(options.tls_root_certs_pem, ReadFileToString(absl::GetFlag(FLAGS_tls_roots)));
   }
   if (!absl::GetFlag(FLAGS_tls_cert).empty()) {
-    ASSIGN_OR_RETURN(options.tls_cert_chain_pem, ReadFile(absl::GetFlag(FLAGS_tls_cert)));
+    ASSIGN_OR_RETURN(options.tls_cert_chain_pem, ReadFileToString(absl::GetFlag(FLAGS_tls_cert)));
   }
   if (!absl::GetFlag(FLAGS_tls_key).empty()) {
-    ASSIGN_OR_RETURN(options.tls_private_key_pem, ReadFile(absl::GetFlag(FLAGS_tls_key)));
+    ASSIGN_OR_RETURN(options.tls_private_key_pem, ReadFileToString(absl::GetFlag(FLAGS_tls_key)));
   }
   options.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
   options.default_timeout = absl::GetFlag(FLAGS_timeout);

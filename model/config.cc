@@ -2,11 +2,10 @@
 
 #include <cmath>
 #include <optional>
-#include <fstream>
-#include <sstream>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -247,11 +246,8 @@ absl::StatusOr<ModelConfig> ModelConfig::Parse(std::string_view json_text) {
 
 absl::StatusOr<ModelConfig> ModelConfig::LoadFromDir(const std::filesystem::path& dir) {
   const std::filesystem::path path = dir / "config.json";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path.string()));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto config = Parse(ss.str());
+  ASSIGN_OR_RETURN(const std::string json, ReadFileToString(path));
+  auto config = Parse(json);
   if (!config.ok()) {
     return absl::Status(config.status().code(),
                         absl::StrCat(path.string(), ": ", config.status().message()));

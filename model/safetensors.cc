@@ -8,13 +8,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -126,14 +125,6 @@ struct Fd {
     if (fd >= 0) ::close(fd);
   }
 };
-
-absl::StatusOr<std::string> ReadSmallFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path.string()));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 }  // namespace
 
@@ -315,7 +306,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> SafetensorsCheckpoint::Lo
     return absl::NotFoundError(absl::StrCat("no model.safetensors or model.safetensors.index.json in ",
                                             options.dir.string()));
   }
-  ASSIGN_OR_RETURN(std::string text, ReadSmallFile(index_path));
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(index_path));
   const json index = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (index.is_discarded() || !index.is_object()) {
     return absl::InvalidArgumentError("model.safetensors.index.json: not a JSON object");

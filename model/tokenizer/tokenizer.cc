@@ -1,26 +1,16 @@
 #include "model/tokenizer/tokenizer.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 #include "model/tokenizer/json_util.h"
 #include "model/tokenizer/unicode_util.h"
 
 namespace kestrel::tokenizer {
 namespace {
-
-absl::StatusOr<std::string> ReadFile(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(Concat("cannot open ", path.string()));
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(Concat("error reading ", path.string()));
-  return buffer.str();
-}
 
 // A special token in tokenizer_config.json: "<s>", {"content": "<s>", ...}
 // or null.
@@ -65,16 +55,16 @@ absl::StatusOr<std::unique_ptr<BpeModel>> LoadModel(const Json& root, const Toke
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::LoadFromDirectory(const std::string& dir,
                                                                         const Options& options) {
   const std::filesystem::path base(dir);
-  ASSIGN_OR_RETURN(std::string tokenizer_json, ReadFile(base / "tokenizer.json"));
+  ASSIGN_OR_RETURN(std::string tokenizer_json, ReadFileToString(base / "tokenizer.json"));
   std::string config_json;
   std::error_code ec;
   if (std::filesystem::exists(base / "tokenizer_config.json", ec)) {
-    ASSIGN_OR_RETURN(config_json, ReadFile(base / "tokenizer_config.json"));
+    ASSIGN_OR_RETURN(config_json, ReadFileToString(base / "tokenizer_config.json"));
   }
   ASSIGN_OR_RETURN(auto tokenizer, FromJson(tokenizer_json, config_json, options));
   if (tokenizer->config_.chat_template.empty() &&
       std::filesystem::exists(base / "chat_template.jinja", ec)) {
-    ASSIGN_OR_RETURN(tokenizer->config_.chat_template, ReadFile(base / "chat_template.jinja"));
+    ASSIGN_OR_RETURN(tokenizer->config_.chat_template, ReadFileToString(base / "chat_template.jinja"));
   }
   return tokenizer;
 }
