@@ -21,7 +21,7 @@ ABSL_FLAG(uint64_t, max_shard_mb, 2048, "Shard the checkpoint above this many Mi
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  using kestrel::model::DType;
+  using kestrel::kernels::DType;
   const std::string d = absl::GetFlag(FLAGS_dtype);
   DType dtype;
   if (d == "f32") {

@@ -1,6 +1,6 @@
-// The engine: owns the scheduler and the model, runs them in one step-loop
-// thread, and streams each request's tokens to its sink. Transport layers
-// (gRPC) only validate, Submit, and forward events.
+// The engine: runs the engine core (scheduler, model executor, active
+// requests) on one step-loop thread and streams each request's tokens to its
+// sink. Transport layers (gRPC) only validate, Submit, and forward events.
 #ifndef KESTREL_ENGINE_ENGINE_H_
 #define KESTREL_ENGINE_ENGINE_H_
 
@@ -10,7 +10,6 @@
 #include <deque>
 #include <memory>
 #include <mutex>
-#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,69 +19,32 @@
 #include "absl/status/statusor.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
+#include "engine/clock.h"
+#include "engine/engine_core.h"
 #include "engine/metrics.h"
 #include "engine/model_executor.h"
 #include "engine/request.h"
 #include "model/tokenizer/tokenizer.h"
-#include "scheduler/scheduler.h"
 
 namespace kestrel::engine {
 
-// How the engine logs each finished request (one line per request).
-enum class RequestLogFormat { kText, kJson, kOff };
-
-// Current load, for GetServerInfo and health decisions.
-struct EngineLoad {
-  int running_requests = 0;
-  int waiting_requests = 0;
-  int kv_blocks_total = 0;
-  int kv_blocks_free = 0;
-  int kv_blocks_cached = 0;
-  int kv_block_size = 0;
-  // Requests accepted by Submit and not finished yet.
-  int active_requests = 0;
-};
-
 // Thread-safe: Submit, Cancel, Abort, StopAccepting, CancelAll, WaitUntilIdle
-// and load() may be called from any thread. Everything else happens on the
-// step-loop thread the engine starts in Create and joins in its destructor.
+// and load() may be called from any thread. The EngineCore (engine_core.h)
+// runs on the step-loop thread the engine starts in Create and joins in its
+// destructor; every other thread only queues work for it.
 //
 // One iteration of the loop:
-//   1. take new requests and cancellations from the intake queue (requests
-//      refused by the scheduler get their error as a FinishEvent);
-//   2. Scheduler::Step: which sequences run, with which tokens and blocks;
-//   3. ModelExecutor::Execute: the forward pass, logits for sampling rows;
-//   4. per sampling sequence: mask EOS/stop tokens below min_tokens, sample
-//      with the request's own seeded sampler, detokenize incrementally,
-//      look for stop strings (holding back partial matches);
-//   5. Scheduler::Update with the tokens; stream TokenEvents, then a
-//      FinishEvent for every sample that ended.
+//   1. take new requests and cancellations from the intake queue and hand
+//      them to the core (requests it refuses get their error as a
+//      FinishEvent);
+//   2. EngineCore::Step(clock now): schedule, execute, draw, detokenize,
+//      commit, stream (see EngineCore);
+//   3. publish the load for GetServerInfo and the metrics.
 // A cancel takes effect at the next iteration, so a cancelled sequence is
 // gone within one step and its KV blocks are back in the pool.
-class Engine {
+class Engine final : private EngineCore::Listener {
  public:
-  struct Options {
-    // Scheduling (see scheduler::Scheduler::Options).
-    int max_num_batched_tokens = 2048;
-    int max_num_seqs = 256;
-    bool enable_prefix_caching = true;
-    bool enable_chunked_prefill = true;
-    scheduler::SchedulingPolicy policy = scheduler::SchedulingPolicy::kPriority;
-    double watermark = 0.01;
-    // Requests accepted but not yet started beyond which Submit answers
-    // RESOURCE_EXHAUSTED; 0 means unbounded.
-    int max_queued_requests = 0;
-    // Tokens that end a sample as "eos" unless ignore_eos; the first is the
-    // model's primary EOS.
-    std::vector<int32_t> eos_token_ids;
-    // Request limits checked by Submit.
-    int max_stop_strings = 16;
-    int max_stop_string_bytes = 256;
-    int max_request_id_bytes = 128;
-    // One info-level line per finished request: id, status, finish reason,
-    // token counts and timings. Never the prompt or the output text.
-    RequestLogFormat request_log = RequestLogFormat::kText;
-  };
+  using Options = EngineOptions;
 
   // `tokenizer` (not owned) must outlive the engine; `metrics` (not owned)
   // may be null.
@@ -91,7 +53,7 @@ class Engine {
                                                         const tokenizer::Tokenizer* tokenizer,
                                                         EngineMetrics* metrics);
   // Cancels whatever is still running (UNAVAILABLE) and joins the loop.
-  ~Engine();
+  ~Engine() override;
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
@@ -121,8 +83,6 @@ class Engine {
   int max_model_len() const { return max_model_len_; }
 
  private:
-  struct Active;
-  struct Sample;
   struct Intake {
     uint64_t handle = 0;
     GenerateParams params;
@@ -134,44 +94,21 @@ class Engine {
     absl::Status status;
   };
 
-  Engine(const Options& options, std::unique_ptr<ModelExecutor> executor,
-         std::unique_ptr<scheduler::Scheduler> scheduler, const tokenizer::Tokenizer* tokenizer,
-         EngineMetrics* metrics);
+  Engine(const Options& options, EngineMetrics* metrics);
 
-  absl::Status Validate(const GenerateParams& params) const;
   void Loop();
-  // Loop helpers; only the loop thread calls them.
-  void Admit(Intake intake);
-  void CancelActive(uint64_t handle, const absl::Status& status);
-  void RunStep();
-  void FailStep(const absl::Status& status);
-  // Samples one token for sample `index` of `active` from `logits`.
-  absl::Status SampleToken(Active& active, int index, std::span<const float> logits_row,
-                           scheduler::SequenceId seq_id, absl::Time now,
-                           std::vector<scheduler::SampledToken>* sampled);
-  void FinishSample(Active& active, int index, FinishReason reason, absl::Status status,
-                    absl::Time now);
-  // Removes a request whose samples have all finished (logging it and
-  // recording its metrics).
-  void Retire(uint64_t handle);
-  void LogRequest(const Active& active, const RequestSample& sample) const;
   void PublishLoad();
+  // EngineCore::Listener, on the loop thread.
+  void OnDequeued(uint64_t handle) override;
+  void OnReleased(const std::string& request_id) override;
 
-  // Constant after construction.
+  // Constant after Create.
   const Options options_;
-  const std::unique_ptr<ModelExecutor> executor_;
-  const tokenizer::Tokenizer* const tokenizer_;  // not owned
-  EngineMetrics* const metrics_;                // not owned, may be null
-  const int64_t vocab_size_;
-  const int max_model_len_;
-
-  // Loop-thread state.
-  const std::unique_ptr<scheduler::Scheduler> scheduler_;
-  absl::flat_hash_map<uint64_t, std::unique_ptr<Active>> active_;
-  scheduler::StepOutput step_;
-  std::vector<float> logits_;
-  std::vector<scheduler::SampledToken> sampled_;
-  std::vector<float> masked_logits_;  // [vocab] scratch for min_tokens masking
+  const Clock* const clock_;        // not owned
+  EngineMetrics* const metrics_;    // not owned, may be null
+  std::unique_ptr<EngineCore> core_;  // used by the loop thread only
+  int64_t vocab_size_ = 0;
+  int max_model_len_ = 0;
 
   // std::mutex rather than absl::Mutex: Debian's Abseil is not built for
   // ThreadSanitizer, which then cannot see absl::Mutex's synchronization.

@@ -33,6 +33,10 @@ class FakeExecutor final : public ModelExecutor {
     int32_t first_token = 3;
     // Sleep per Execute call: simulates compute so tests can act mid-run.
     absl::Duration step_delay = absl::ZeroDuration();
+    // Fault injection: the Execute call with this 1-based index fails with
+    // INTERNAL (after writing that step's tokens into its cache, as a real
+    // model's partial step would); 0 never fails.
+    int64_t fail_at_step = 0;
   };
 
   explicit FakeExecutor(const Options& options);
@@ -41,11 +45,16 @@ class FakeExecutor final : public ModelExecutor {
   int num_kv_blocks() const override { return options_.num_kv_blocks; }
   int block_size() const override { return options_.block_size; }
   int max_model_len() const override { return options_.max_model_len; }
-  absl::Status Execute(const scheduler::StepOutput& step, std::vector<float>* logits) override;
+  // Draws with the CPU sampling op (kernels/cpu/sampling.h) from logits
+  // that peak at Predict(context).
+  absl::Status Execute(const ExecuteInput& in, ExecuteOutput* out) override;
 
   void set_step_delay(absl::Duration delay) {
     step_delay_ns_.store(absl::ToInt64Nanoseconds(delay), std::memory_order_relaxed);
   }
+  // Makes Execute call number `step` (1-based, counting every call so far)
+  // fail; 0 disarms.
+  void set_fail_at_step(int64_t step) { fail_at_step_.store(step, std::memory_order_relaxed); }
   int64_t steps_executed() const { return steps_.load(std::memory_order_relaxed); }
 
   // The token the fake predicts after `context` (for expected outputs).
@@ -55,7 +64,13 @@ class FakeExecutor final : public ModelExecutor {
   const Options options_;
   std::vector<int32_t> cache_;  // [num_kv_blocks * block_size] token per slot
   std::atomic<int64_t> step_delay_ns_;
+  std::atomic<int64_t> fail_at_step_;
   std::atomic<int64_t> steps_{0};
+  std::vector<float> logits_;              // [sampling sequences, vocab]
+  std::vector<kernels::SampleRow> rows_;   // the engine's rows, mapped to logits_
+  std::vector<int32_t> tokens_;
+  std::vector<float> logprobs_, top_logprobs_;
+  std::vector<int32_t> top_tokens_;
 };
 
 }  // namespace kestrel::engine

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,10 @@ struct GenerateParams {
   std::string cache_salt;
   // The request ends with DEADLINE_EXCEEDED at the first step after it.
   absl::Time deadline = absl::InfiniteFuture();
+  // Send the logits of every prompt position to RequestSink::OnPromptLogits
+  // (offline tools and golden checks; the whole prompt is computed, the
+  // prefix cache is not used).
+  bool return_prompt_logits = false;
 };
 
 enum class FinishReason { kLength, kStop, kEos, kCancelled, kError };
@@ -88,6 +93,13 @@ class RequestSink {
   virtual ~RequestSink() = default;
   virtual void OnTokens(TokenEvent event) = 0;
   virtual void OnFinish(FinishEvent event) = 0;
+  // With GenerateParams::return_prompt_logits: the logits at prompt
+  // position `position` ([vocab]; valid during the call), once per position
+  // in order, before the first token event.
+  virtual void OnPromptLogits(int position, std::span<const float> logits) {
+    (void)position;
+    (void)logits;
+  }
 };
 
 }  // namespace kestrel::engine

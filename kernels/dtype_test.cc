@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -45,7 +46,17 @@ TEST_CASE("ConvertToF32 for every dtype", "[dtype]") {
   ConvertToF32(want.data(), DType::kF32, 3, out.data());
   CHECK(out == want);
   CHECK(DTypeSize(DType::kBF16) == 2);
-  CHECK(DTypeName(DType::kF16) == "F16");
+  CHECK(std::string(DTypeName(DType::kF16)) == "F16");
+  CHECK(DTypeSize(DType::kI64) == 8);
+  CHECK(DTypeSize(DType::kF8E4M3) == 1);
+  // Every safetensors name round-trips; anything else is not a dtype.
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kF64, DType::kI64, DType::kI32,
+                  DType::kI16, DType::kI8, DType::kU8, DType::kBool, DType::kF8E4M3,
+                  DType::kF8E5M2}) {
+    CHECK(ParseDTypeName(DTypeName(t)) == t);
+    CHECK(IsWeightDType(t) == (t == DType::kF32 || t == DType::kF16 || t == DType::kBF16));
+  }
+  CHECK_FALSE(ParseDTypeName("F4").has_value());
 }
 
 }  // namespace

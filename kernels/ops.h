@@ -43,20 +43,6 @@ struct GemmParams {
   bool bf16_dot = false;
 };
 
-// Scaling of rotary frequencies (HF config `rope_scaling`).
-struct RopeScaling {
-  enum class Type : uint8_t {
-    kNone = 0,
-    kLinear = 1,  // inv_freq /= factor
-    kLlama3 = 2,  // Llama 3.1: piecewise by wavelength, see rope.h
-  };
-  Type type = Type::kNone;
-  float factor = 1.0f;                          // linear and llama3
-  float low_freq_factor = 1.0f;                 // llama3
-  float high_freq_factor = 4.0f;                // llama3
-  int64_t original_max_position_embeddings = 8192;  // llama3
-};
-
 // Attention over a paged KV cache for a batch of sequences, each with
 // `n_new` new query tokens (a prefill chunk, or 1 for a decode). The keys and
 // values of the new tokens must already be in the cache (WriteKvCache first).
@@ -90,6 +76,62 @@ struct PagedAttentionParams {
   int64_t head_dim = 0;      // 1..512 (64, 80, 128 tested)
   float scale = 0.0f;        // 0 means 1/sqrt(head_dim)
   int64_t sliding_window = 0;  // 0 means unlimited (Mistral: config sliding_window)
+};
+
+// One token to draw from a row of logits, with OpenAI/vLLM sampling
+// semantics (model/sampler.h documents each field's meaning and range; the
+// host validates them). The draw itself is `uniform`, taken from the
+// request's own random generator on the host, so a seeded request draws the
+// same tokens whatever else is in the batch and on whichever backend.
+struct SampleRow {
+  int32_t logits_row = 0;  // row of SampleParams::logits
+  float temperature = 1.0f;  // 0: greedy (argmax after bans, penalties and bias)
+  int32_t top_k = 0;         // <= 0 disables; 1 is greedy
+  float top_p = 1.0f;        // 1 disables
+  float min_p = 0.0f;        // 0 disables
+  float repetition_penalty = 1.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  double uniform = 0.0;  // in [0, 1); unused when greedy
+  bool logprobs = false;  // report the chosen token's logprob
+  int32_t num_top_logprobs = 0;  // and this many most likely alternatives
+  // This row's entries of SampleParams::adjust: [adjust_begin, adjust_end).
+  int32_t adjust_begin = 0;
+  int32_t adjust_end = 0;
+};
+
+// A per-token change to one row's logits, applied in this order over the
+// row's entries: every kBan first (the logit becomes -inf before anything
+// else, logprobs included: min_tokens), then the repetition penalty on every
+// kSeen token (in the prompt or generated), then presence/frequency
+// penalties on kSeen tokens with count > 0, then each kBias in order.
+struct TokenAdjust {
+  enum Kind : uint8_t { kBan = 0, kSeen = 1, kBias = 2 };
+  int32_t token = 0;
+  Kind kind = kBan;
+  int32_t count = 0;   // kSeen: times generated so far (0: only in the prompt)
+  float bias = 0.0f;   // kBias
+};
+
+// Sampling for a batch. Every pointer is device memory.
+struct SampleParams {
+  const float* logits = nullptr;  // [num_logits_rows, vocab], row stride logits_stride
+  int64_t logits_stride = 0;
+  int64_t num_logits_rows = 0;
+  int64_t vocab = 0;
+  const SampleRow* rows = nullptr;  // [num_rows]
+  int64_t num_rows = 0;
+  const TokenAdjust* adjust = nullptr;  // [num_adjust]
+  int64_t num_adjust = 0;
+  int32_t* tokens = nullptr;     // [num_rows] the drawn tokens
+  // [num_rows]: log-softmax of the (ban-masked) raw logits at the drawn
+  // token, for rows with logprobs; other entries are left alone.
+  float* logprobs = nullptr;
+  // [num_rows, max_top_logprobs]: the num_top_logprobs most likely tokens of
+  // each row and their logprobs, most likely first (ties: lower id first).
+  int32_t* top_tokens = nullptr;
+  float* top_logprobs = nullptr;
+  int32_t max_top_logprobs = 0;  // >= every row's num_top_logprobs
 };
 
 // The ops the model runner needs, implemented once per backend.
@@ -140,10 +182,6 @@ class Ops {
                                        int64_t dim, const int32_t* ids, int64_t num_tokens,
                                        float* out, int64_t out_stride) = 0;
 
-  // out = a + b elementwise; all [rows, dim] with row strides; out may be a or b.
-  virtual absl::Status Add(const float* a, int64_t a_stride, const float* b, int64_t b_stride,
-                           float* out, int64_t out_stride, int64_t rows, int64_t dim) = 0;
-
   // Writes the new tokens' keys and values into the paged cache.
   // k: [num_tokens, num_kv_heads, head_dim] token stride k_stride; v likewise.
   // slot_mapping: [num_tokens], slot = block * block_size + offset; -1 skips
@@ -161,16 +199,25 @@ class Ops {
   // See PagedAttentionParams.
   virtual absl::Status PagedAttention(const PagedAttentionParams& p) = 0;
 
-  // Row-wise over logits [rows, vocab] (row stride in_stride) into
-  // out [rows, vocab] (row stride out_stride); out may equal logits.
-  virtual absl::Status Softmax(const float* logits, int64_t in_stride, float* out,
-                               int64_t out_stride, int64_t rows, int64_t vocab) = 0;
-  virtual absl::Status LogSoftmax(const float* logits, int64_t in_stride, float* out,
-                                  int64_t out_stride, int64_t rows, int64_t vocab) = 0;
-  // ids[r] = argmax of row r; ties go to the lowest index; NaNs are ignored
-  // (a row of only NaNs gives 0).
-  virtual absl::Status Argmax(const float* logits, int64_t in_stride, int64_t rows,
-                              int64_t vocab, int32_t* ids) = 0;
+  // dst[r, :] = src[rows[r], :] for r in [0, num_rows): gathers the hidden
+  // states of the positions that get logits. src: [*, dim] row stride
+  // src_stride; rows: [num_rows] (device memory); dst: [num_rows, dim] row
+  // stride dst_stride, not overlapping src.
+  virtual absl::Status GatherRows(const float* src, int64_t src_stride, const int32_t* rows,
+                                  int64_t num_rows, int64_t dim, float* dst,
+                                  int64_t dst_stride) = 0;
+
+  // Copy-on-write of KV blocks: for each pair (src, dst) of `pairs`
+  // ([num_pairs, 2], device memory), block dst becomes a copy of block src
+  // in every one of `num_arrays` arrays that start `array_stride` bytes
+  // apart from `base` (the KV pool: K and V of every layer), where a block is
+  // `block_bytes` long. A block id outside [0, num_blocks) is an error.
+  virtual absl::Status CopyBlocks(void* base, int64_t num_arrays, int64_t array_stride,
+                                  int64_t block_bytes, int64_t num_blocks, const int32_t* pairs,
+                                  int64_t num_pairs) = 0;
+
+  // Draws one token per SampleRow from its logits row (see SampleParams).
+  virtual absl::Status Sample(const SampleParams& p) = 0;
 };
 
 }  // namespace kestrel::kernels

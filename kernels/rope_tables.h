@@ -9,9 +9,22 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
-#include "kernels/ops.h"
 
 namespace kestrel::kernels {
+
+// Scaling of rotary frequencies (HF config `rope_scaling`).
+struct RopeScaling {
+  enum class Type : uint8_t {
+    kNone = 0,
+    kLinear = 1,  // inv_freq /= factor
+    kLlama3 = 2,  // Llama 3.1: piecewise by wavelength, see rope.h
+  };
+  Type type = Type::kNone;
+  float factor = 1.0f;                          // linear and llama3
+  float low_freq_factor = 1.0f;                 // llama3
+  float high_freq_factor = 4.0f;                // llama3
+  int64_t original_max_position_embeddings = 8192;  // llama3
+};
 
 // Fills the inverse frequencies: inv_freq[i] = theta^(-2i/head_dim), then
 // scaled per `scaling`, for i in [0, head_dim/2).

@@ -229,11 +229,11 @@ absl::StatusOr<ModelConfig> ModelConfig::Parse(std::string_view json_text) {
     if (!it->is_string()) return FieldError(field, "must be a string", *it);
     const std::string d = it->get<std::string>();
     if (d == "float32") {
-      c.torch_dtype = DType::kF32;
+      c.torch_dtype = kernels::DType::kF32;
     } else if (d == "float16") {
-      c.torch_dtype = DType::kF16;
+      c.torch_dtype = kernels::DType::kF16;
     } else if (d == "bfloat16") {
-      c.torch_dtype = DType::kBF16;
+      c.torch_dtype = kernels::DType::kBF16;
     } else {
       return FieldError(field, "is not supported (supported: float32, float16, bfloat16)", *it);
     }

@@ -12,7 +12,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "model/dtype.h"
+#include "kernels/dtype.h"
+#include "kernels/rope_tables.h"
 
 namespace kestrel::model {
 
@@ -20,20 +21,7 @@ enum class ModelType { kLlama, kMistral, kQwen2, kQwen3 };
 
 std::string_view ModelTypeName(ModelType t);
 
-// How RoPE frequencies are rescaled for contexts longer than training.
-struct RopeScaling {
-  enum class Type {
-    kNone,    // plain inv_freq = theta^(-2i/d)
-    kLinear,  // positions divided by `factor`
-    kLlama3,  // Llama 3.1 piecewise frequency scaling
-  };
-  Type type = Type::kNone;
-  float factor = 1.0f;
-  // Llama 3 only.
-  float low_freq_factor = 1.0f;
-  float high_freq_factor = 4.0f;
-  int64_t original_max_position_embeddings = 8192;
-};
+using kernels::RopeScaling;  // kernels/rope_tables.h
 
 // Plain data, freely copyable. All sizes are validated positive and
 // consistent (heads divide evenly into KV heads, etc.) after Parse.
@@ -65,7 +53,7 @@ struct ModelConfig {
   int64_t sliding_window = 0;
   // The dtype the checkpoint was saved in ("torch_dtype"); informational,
   // the tensors' own dtypes are what the loader uses.
-  DType torch_dtype = DType::kF32;
+  kernels::DType torch_dtype = kernels::DType::kF32;
   std::vector<int64_t> bos_token_ids;
   std::vector<int64_t> eos_token_ids;
 

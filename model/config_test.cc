@@ -42,7 +42,7 @@ TEST_CASE("parses the stories260K config", "[config]") {
   CHECK(c->tie_word_embeddings);
   CHECK_FALSE(c->qkv_bias);
   CHECK_FALSE(c->qk_norm);
-  CHECK(c->torch_dtype == DType::kF32);
+  CHECK(c->torch_dtype == kernels::DType::kF32);
   CHECK(c->bos_token_ids == std::vector<int64_t>{1});
   CHECK(c->eos_token_ids == std::vector<int64_t>{2});
 }
@@ -70,7 +70,7 @@ TEST_CASE("qwen2 has q/k/v biases, qwen3 has q/k norm and explicit head_dim", "[
   CHECK_FALSE(q2->o_bias);
   CHECK(q2->head_dim == 64);
   CHECK(q2->sliding_window == 0);
-  CHECK(q2->torch_dtype == DType::kBF16);
+  CHECK(q2->torch_dtype == kernels::DType::kBF16);
   CHECK(q2->rope_theta == 1e6);
 
   auto q3 = ModelConfig::Parse(R"({"model_type": "qwen3", "vocab_size": 1000, "hidden_size": 64,

@@ -1,13 +1,10 @@
 #include "model/kv_pool.h"
 
-#include <sys/mman.h>
-
-#include <cerrno>
-#include <cstring>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace kestrel::model {
 
@@ -15,7 +12,9 @@ uint64_t KvPool::bytes_per_block() const {
   return 2 * static_cast<uint64_t>(options_.num_layers * block_bytes());
 }
 
-absl::StatusOr<std::unique_ptr<KvPool>> KvPool::Create(const Options& options) {
+absl::StatusOr<std::unique_ptr<KvPool>> KvPool::Create(const Options& options,
+                                                       kernels::Device* device) {
+  if (device == nullptr) return absl::InvalidArgumentError("kv pool: no device");
   if (options.num_layers <= 0 || options.num_kv_heads <= 0 || options.head_dim <= 0 ||
       options.block_size <= 0) {
     return absl::InvalidArgumentError(
@@ -39,22 +38,12 @@ absl::StatusOr<std::unique_ptr<KvPool>> KvPool::Create(const Options& options) {
         " is smaller than one block (", per_block, " bytes)"));
   }
   pool->layer_bytes_ = pool->num_blocks_ * pool->block_bytes();
-  pool->mapped_bytes_ = static_cast<size_t>(pool->num_blocks_) * per_block;
-  // Anonymous pages: zero-filled on first touch, so an unused budget costs
-  // no RSS; huge pages cut TLB misses in attention.
-  void* addr = ::mmap(nullptr, pool->mapped_bytes_, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (addr == MAP_FAILED) {
-    return absl::ResourceExhaustedError(absl::StrCat("kv pool: cannot map ", pool->mapped_bytes_,
-                                                     " bytes: ", std::strerror(errno)));
-  }
-  (void)::madvise(addr, pool->mapped_bytes_, MADV_HUGEPAGE);
-  pool->base_ = static_cast<char*>(addr);
+  // On the CPU a large allocation is an anonymous mapping: zero-filled on
+  // first touch, so an unused budget costs no resident memory.
+  ASSIGN_OR_RETURN(pool->memory_,
+                   device->Allocate(static_cast<size_t>(pool->num_blocks_) * per_block,
+                                    "the KV cache"));
   return pool;
-}
-
-KvPool::~KvPool() {
-  if (base_ != nullptr) ::munmap(base_, mapped_bytes_);
 }
 
 }  // namespace kestrel::model

@@ -1,9 +1,9 @@
 // The preallocated paged KV cache the model runner reads and writes: per
 // layer a K and a V array of num_blocks * block_size * num_kv_heads *
 // head_dim elements, F32 or BF16 (layout in docs/kv_cache.md), carved out
-// of one allocation sized
-// from a memory budget. Which blocks belong to which sequence is the
-// scheduler's business; the pool only holds the memory.
+// of one device allocation sized from a memory budget. Which blocks belong
+// to which sequence is the scheduler's business; the pool only holds the
+// memory.
 #ifndef KESTREL_MODEL_KV_POOL_H_
 #define KESTREL_MODEL_KV_POOL_H_
 
@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "kernels/device.h"
 #include "kernels/dtype.h"
 
 namespace kestrel::model {
@@ -32,8 +33,11 @@ class KvPool {
     kernels::DType dtype = kernels::DType::kF32;
   };
 
-  static absl::StatusOr<std::unique_ptr<KvPool>> Create(const Options& options);
-  ~KvPool();
+  // Allocates the pool on `device` (not owned; must outlive the pool). Its
+  // contents start undefined: attention never reads a slot before it is
+  // written.
+  static absl::StatusOr<std::unique_ptr<KvPool>> Create(const Options& options,
+                                                        kernels::Device* device);
   KvPool(const KvPool&) = delete;
   KvPool& operator=(const KvPool&) = delete;
 
@@ -50,11 +54,17 @@ class KvPool {
            kernels::DTypeSize(options_.dtype);
   }
 
-  // The layer's cache, each block contiguous, elements of dtype(): K
-  // [num_blocks, num_kv_heads, head_dim, block_size], V [num_blocks,
-  // num_kv_heads, block_size, head_dim].
-  void* k(int64_t layer) { return base_ + (2 * layer) * layer_bytes_; }
-  void* v(int64_t layer) { return base_ + (2 * layer + 1) * layer_bytes_; }
+  // The layer's cache (device memory), each block contiguous, elements of
+  // dtype(): K [num_blocks, num_kv_heads, head_dim, block_size], V
+  // [num_blocks, num_kv_heads, block_size, head_dim].
+  void* k(int64_t layer) { return base() + (2 * layer) * layer_bytes_; }
+  void* v(int64_t layer) { return base() + (2 * layer + 1) * layer_bytes_; }
+
+  // The 2 * num_layers arrays (K0, V0, K1, V1, ...) start array_stride()
+  // bytes apart from base(): what Ops::CopyBlocks walks.
+  char* base() { return memory_.as<char>(); }
+  int64_t num_arrays() const { return 2 * options_.num_layers; }
+  int64_t array_stride() const { return layer_bytes_; }
 
  private:
   KvPool() = default;
@@ -62,8 +72,7 @@ class KvPool {
   Options options_;
   int64_t num_blocks_ = 0;
   int64_t layer_bytes_ = 0;  // bytes of one layer's K (or V) array
-  char* base_ = nullptr;     // mmap'ed, 2 * num_layers * layer_bytes_
-  size_t mapped_bytes_ = 0;
+  kernels::DeviceBuffer memory_;  // 2 * num_layers * layer_bytes_
 };
 
 }  // namespace kestrel::model

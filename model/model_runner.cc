@@ -1,7 +1,5 @@
 #include "model/model_runner.h"
 
-#include <cstring>
-
 #include <algorithm>
 #include <cmath>
 
@@ -9,33 +7,10 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "kernels/cpu/cpu_ops.h"
 #include "kernels/rope_tables.h"
 
 namespace kestrel::model {
 namespace {
-
-kernels::DType ToKernelDType(DType t) {
-  switch (t) {
-    case DType::kF16: return kernels::DType::kF16;
-    case DType::kBF16: return kernels::DType::kBF16;
-    default: return kernels::DType::kF32;  // weights.cc admits only F32/F16/BF16
-  }
-}
-
-kernels::RopeScaling ToKernelScaling(const RopeScaling& s) {
-  kernels::RopeScaling k;
-  switch (s.type) {
-    case RopeScaling::Type::kNone: k.type = kernels::RopeScaling::Type::kNone; break;
-    case RopeScaling::Type::kLinear: k.type = kernels::RopeScaling::Type::kLinear; break;
-    case RopeScaling::Type::kLlama3: k.type = kernels::RopeScaling::Type::kLlama3; break;
-  }
-  k.factor = s.factor;
-  k.low_freq_factor = s.low_freq_factor;
-  k.high_freq_factor = s.high_freq_factor;
-  k.original_max_position_embeddings = s.original_max_position_embeddings;
-  return k;
-}
 
 // Adds context to a kernel error so a failure says where it happened.
 absl::Status At(absl::Status s, int64_t layer, const char* op) {
@@ -43,21 +18,9 @@ absl::Status At(absl::Status s, int64_t layer, const char* op) {
   return absl::Status(s.code(), absl::StrCat("layer ", layer, " ", op, ": ", s.message()));
 }
 
-template <typename T>
-T* Grow(std::vector<T>& v, size_t n) {
-  if (v.size() < n) v.resize(n);
-  return v.data();
-}
-
 }  // namespace
 
 ModelRunner::~ModelRunner() = default;
-
-absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const Options& options) {
-  ASSIGN_OR_RETURN(std::unique_ptr<ModelWeights> weights,
-                   ModelWeights::Load({.dir = options.model_dir, .storage = options.storage}));
-  return Create(options, std::move(weights));
-}
 
 absl::StatusOr<KvCacheDType> ParseKvCacheDType(std::string_view name) {
   const std::string lower = absl::AsciiStrToLower(std::string(name));
@@ -69,95 +32,250 @@ absl::StatusOr<KvCacheDType> ParseKvCacheDType(std::string_view name) {
 }
 
 absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(
-    const Options& options, std::unique_ptr<ModelWeights> weights) {
+    const Options& options, std::shared_ptr<const ModelWeights> weights,
+    kernels::Backend* backend) {
   if (weights == nullptr) return absl::InvalidArgumentError("model runner: no weights");
+  if (backend == nullptr) return absl::InvalidArgumentError("model runner: no backend");
   std::unique_ptr<ModelRunner> r(new ModelRunner());
   r->options_ = options;
   r->weights_ = std::move(weights);
+  r->backend_ = backend;
+  r->device_ = &backend->device();
+  r->ops_ = &backend->ops();
   const ModelConfig& c = r->weights_->config();
-  if (options.num_threads < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("model runner: num_threads must be >= 0, got ", options.num_threads));
-  }
-  ASSIGN_OR_RETURN(r->pool_, kernels::cpu::ThreadPool::Create({.num_threads = options.num_threads}));
-  r->ops_ = kernels::cpu::CreateCpuOps({.pool = r->pool_.get()});
+  RETURN_IF_ERROR(r->UploadWeights());
+
   kernels::DType kv_dtype = kernels::DType::kF32;
   switch (options.kv_cache_dtype) {
-    case KvCacheDType::kF32: break;
-    case KvCacheDType::kBF16: kv_dtype = kernels::DType::kBF16; break;
+    case KvCacheDType::kF32:
+      break;
+    case KvCacheDType::kBF16:
+      kv_dtype = kernels::DType::kBF16;
+      break;
     case KvCacheDType::kAuto:
-      if (r->weights_->layers().front().k_proj.dtype == DType::kBF16) {
+      if (r->weights_->layers().front().k_proj.dtype == kernels::DType::kBF16) {
         kv_dtype = kernels::DType::kBF16;
       }
       break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model runner: unknown kv_cache_dtype ", static_cast<int>(options.kv_cache_dtype)));
   }
   ASSIGN_OR_RETURN(r->kv_, KvPool::Create({.num_layers = c.num_hidden_layers,
                                            .num_kv_heads = c.num_key_value_heads,
                                            .head_dim = c.head_dim,
                                            .block_size = options.block_size,
                                            .memory_budget_bytes = options.kv_cache_bytes,
-                                           .dtype = kv_dtype}));
+                                           .dtype = kv_dtype},
+                                          r->device_));
   r->max_context_len_ =
       options.max_context_len > 0 ? options.max_context_len : c.max_position_embeddings;
   const size_t table = static_cast<size_t>(r->max_context_len_ * (c.head_dim / 2));
-  r->rope_cos_.resize(table);
-  r->rope_sin_.resize(table);
+  std::vector<float> rope(2 * table);
   RETURN_IF_ERROR(kernels::ComputeRopeTables(c.head_dim, static_cast<float>(c.rope_theta),
-                                             ToKernelScaling(c.rope_scaling), r->max_context_len_,
-                                             r->rope_cos_.data(), r->rope_sin_.data()));
+                                             c.rope_scaling, r->max_context_len_, rope.data(),
+                                             rope.data() + table));
+  ASSIGN_OR_RETURN(r->rope_, r->device_->Allocate(rope.size() * sizeof(float), "RoPE tables"));
+  RETURN_IF_ERROR(r->device_->CopyToDevice(r->rope_.data(), rope.data(), r->rope_.size()));
   return r;
 }
 
-absl::Status ModelRunner::Validate(std::span<const SequenceInput> batch) const {
+absl::StatusOr<Matrix> ModelRunner::DeviceMatrix(const Matrix& m) {
+  if (device_->host_memory()) return m;  // a view: zero copy
+  const size_t row_bytes = static_cast<size_t>(m.cols * kernels::DTypeSize(m.dtype));
+  ASSIGN_OR_RETURN(kernels::DeviceBuffer buffer,
+                   device_->Allocate(row_bytes * static_cast<size_t>(m.rows), "weights"));
+  const char* src = static_cast<const char*>(m.data);
+  const size_t src_ld = static_cast<size_t>(m.ld * kernels::DTypeSize(m.dtype));
+  if (src_ld == row_bytes) {
+    RETURN_IF_ERROR(device_->CopyToDevice(buffer.data(), src, row_bytes * m.rows));
+  } else {
+    for (int64_t r = 0; r < m.rows; ++r) {
+      RETURN_IF_ERROR(
+          device_->CopyToDevice(buffer.as<char>() + r * row_bytes, src + r * src_ld, row_bytes));
+    }
+  }
+  Matrix out = m;
+  out.data = buffer.data();
+  out.ld = m.cols;
+  uploaded_.push_back(std::move(buffer));
+  return out;
+}
+
+absl::StatusOr<const float*> ModelRunner::DeviceVector(const Vec& v) {
+  if (v.empty()) return nullptr;
+  if (device_->host_memory()) return v.data();
+  ASSIGN_OR_RETURN(kernels::DeviceBuffer buffer,
+                   device_->Allocate(v.size() * sizeof(float), "norm weights and biases"));
+  RETURN_IF_ERROR(device_->CopyToDevice(buffer.data(), v.data(), buffer.size()));
+  const float* out = buffer.as<float>();
+  uploaded_.push_back(std::move(buffer));
+  return out;
+}
+
+absl::Status ModelRunner::UploadWeights() {
+  const ModelWeights& w = *weights_;
+  ASSIGN_OR_RETURN(embed_tokens_, DeviceMatrix(w.embed_tokens()));
+  // A tied lm_head is the embedding matrix itself: upload it once.
+  if (w.lm_head().data == w.embed_tokens().data) {
+    lm_head_ = embed_tokens_;
+  } else {
+    ASSIGN_OR_RETURN(lm_head_, DeviceMatrix(w.lm_head()));
+  }
+  ASSIGN_OR_RETURN(final_norm_, DeviceVector(w.final_norm()));
+  for (const LayerWeights& l : w.layers()) {
+    LayerView& v = layers_.emplace_back();
+    ASSIGN_OR_RETURN(v.q_proj, DeviceMatrix(l.q_proj));
+    ASSIGN_OR_RETURN(v.k_proj, DeviceMatrix(l.k_proj));
+    ASSIGN_OR_RETURN(v.v_proj, DeviceMatrix(l.v_proj));
+    ASSIGN_OR_RETURN(v.o_proj, DeviceMatrix(l.o_proj));
+    ASSIGN_OR_RETURN(v.gate_proj, DeviceMatrix(l.gate_proj));
+    ASSIGN_OR_RETURN(v.up_proj, DeviceMatrix(l.up_proj));
+    ASSIGN_OR_RETURN(v.down_proj, DeviceMatrix(l.down_proj));
+    ASSIGN_OR_RETURN(v.input_norm, DeviceVector(l.input_norm));
+    ASSIGN_OR_RETURN(v.post_attention_norm, DeviceVector(l.post_attention_norm));
+    ASSIGN_OR_RETURN(v.q_bias, DeviceVector(l.q_bias));
+    ASSIGN_OR_RETURN(v.k_bias, DeviceVector(l.k_bias));
+    ASSIGN_OR_RETURN(v.v_bias, DeviceVector(l.v_bias));
+    ASSIGN_OR_RETURN(v.o_bias, DeviceVector(l.o_bias));
+    ASSIGN_OR_RETURN(v.q_norm, DeviceVector(l.q_norm));
+    ASSIGN_OR_RETURN(v.k_norm, DeviceVector(l.k_norm));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ModelRunner::Reserve(kernels::DeviceBuffer& buffer, size_t bytes, const char* what) {
+  if (buffer.size() >= bytes) return absl::OkStatus();
+  // Grow by half again, so a slowly rising batch does not reallocate every step.
+  const size_t grown = std::max(bytes, buffer.size() + buffer.size() / 2);
+  buffer = kernels::DeviceBuffer();  // free first: the device may be full
+  ASSIGN_OR_RETURN(buffer, device_->Allocate(grown, what));
+  return absl::OkStatus();
+}
+
+absl::Status ModelRunner::Validate(const StepInput& in) const {
+  std::span<const SequenceInput> batch = in.sequences;
   if (batch.empty()) return absl::InvalidArgumentError("step: empty batch");
   const int64_t bs = kv_->block_size();
   for (size_t s = 0; s < batch.size(); ++s) {
-    const SequenceInput& in = batch[s];
-    const int64_t n = static_cast<int64_t>(in.token_ids.size());
+    const SequenceInput& seq = batch[s];
+    const int64_t n = static_cast<int64_t>(seq.token_ids.size());
     if (n == 0) return absl::InvalidArgumentError(absl::StrCat("step: sequence ", s, " has no new tokens"));
-    if (in.position < 0) {
+    if (seq.position < 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat("step: sequence ", s, " position must be >= 0, got ", in.position));
+          absl::StrCat("step: sequence ", s, " position must be >= 0, got ", seq.position));
     }
     for (int64_t i = 0; i < n; ++i) {
-      if (in.token_ids[i] < 0 || in.token_ids[i] >= config().vocab_size) {
+      if (seq.token_ids[i] < 0 || seq.token_ids[i] >= config().vocab_size) {
         return absl::InvalidArgumentError(
-            absl::StrCat("step: sequence ", s, " token_ids[", i, "] = ", in.token_ids[i],
+            absl::StrCat("step: sequence ", s, " token_ids[", i, "] = ", seq.token_ids[i],
                          " is outside the vocabulary [0, ", config().vocab_size, ")"));
       }
     }
-    const int64_t end = int64_t{in.position} + n;
+    const int64_t end = int64_t{seq.position} + n;
     if (end > max_context_len_) {
       return absl::InvalidArgumentError(
           absl::StrCat("step: sequence ", s, " reaches position ", end - 1,
                        ", beyond the context length ", max_context_len_));
     }
     const int64_t needed = (end + bs - 1) / bs;
-    if (static_cast<int64_t>(in.block_table.size()) < needed) {
+    if (static_cast<int64_t>(seq.block_table.size()) < needed) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "step: sequence ", s, " block_table has ", in.block_table.size(),
+          "step: sequence ", s, " block_table has ", seq.block_table.size(),
           " blocks, positions [0, ", end, ") need ", needed));
     }
     for (int64_t b = 0; b < needed; ++b) {
-      if (in.block_table[b] < 0 || in.block_table[b] >= kv_->num_blocks()) {
+      if (seq.block_table[b] < 0 || seq.block_table[b] >= kv_->num_blocks()) {
         return absl::InvalidArgumentError(
-            absl::StrCat("step: sequence ", s, " block_table[", b, "] = ", in.block_table[b],
+            absl::StrCat("step: sequence ", s, " block_table[", b, "] = ", seq.block_table[b],
                          " is outside the pool's ", kv_->num_blocks(), " blocks"));
       }
+    }
+  }
+  for (size_t i = 0; i < in.block_copies.size(); ++i) {
+    const auto [src, dst] = in.block_copies[i];
+    if (src < 0 || src >= kv_->num_blocks() || dst < 0 || dst >= kv_->num_blocks()) {
+      return absl::InvalidArgumentError(absl::StrCat("step: block copy ", src, " -> ", dst,
+                                                     " is outside the pool of ",
+                                                     kv_->num_blocks(), " blocks"));
+    }
+  }
+  for (size_t i = 0; i < in.samples.size(); ++i) {
+    const kernels::SampleRow& row = in.samples[i];
+    if (row.num_top_logprobs < 0 || row.num_top_logprobs > kMaxTopLogprobs) {
+      return absl::InvalidArgumentError(absl::StrCat("step: sample ", i, " num_top_logprobs ",
+                                                     row.num_top_logprobs, " is outside [0, ",
+                                                     kMaxTopLogprobs, "]"));
     }
   }
   return absl::OkStatus();
 }
 
-absl::Status ModelRunner::Linear(const float* x, int64_t ldx, const Matrix& w, const Vec& bias,
+std::pair<int64_t, int64_t> ModelRunner::Plan(const StepInput& in, StepOutput* out) {
+  std::span<const SequenceInput> batch = in.sequences;
+  const int64_t S = static_cast<int64_t>(batch.size());
+  const int64_t bs = kv_->block_size();
+  int64_t T = 0, R = 0;
+  block_table_stride_ = 1;
+  for (const SequenceInput& seq : batch) {
+    const int64_t n = static_cast<int64_t>(seq.token_ids.size());
+    T += n;
+    R += seq.logits == LogitsMode::kAll ? n : seq.logits == LogitsMode::kLast ? 1 : 0;
+    block_table_stride_ = std::max(block_table_stride_, (seq.position + n + bs - 1) / bs);
+  }
+  MetaLayout& l = layout_;
+  l.ids = 0;
+  l.positions = l.ids + T;
+  l.slots = l.positions + T;
+  l.query_start = l.slots + T;
+  l.context_lens = l.query_start + S + 1;
+  l.block_tables = l.context_lens + S;
+  l.logit_rows = l.block_tables + S * block_table_stride_;
+  l.copies = l.logit_rows + R;
+  l.total = l.copies + 2 * static_cast<int64_t>(in.block_copies.size());
+  // Rows past a sequence's last block are never read; zero keeps them in range.
+  meta_host_.assign(static_cast<size_t>(l.total), 0);
+  int32_t* m = meta_host_.data();
+
+  out->first_row.assign(S, -1);
+  out->vocab_size = config().vocab_size;
+  int64_t t = 0, r = 0;
+  for (int64_t s = 0; s < S; ++s) {
+    const SequenceInput& seq = batch[s];
+    const int64_t n = static_cast<int64_t>(seq.token_ids.size());
+    const int64_t end = seq.position + n;
+    std::copy(seq.block_table.begin(), seq.block_table.begin() + (end + bs - 1) / bs,
+              m + l.block_tables + s * block_table_stride_);
+    if (seq.logits != LogitsMode::kNone) out->first_row[s] = static_cast<int32_t>(r);
+    for (int64_t i = 0; i < n; ++i, ++t) {
+      const int32_t pos = seq.position + static_cast<int32_t>(i);
+      m[l.ids + t] = seq.token_ids[i];
+      m[l.positions + t] = pos;
+      m[l.slots + t] =
+          seq.block_table[pos / bs] * static_cast<int32_t>(bs) + pos % static_cast<int32_t>(bs);
+      if (seq.logits == LogitsMode::kAll || (seq.logits == LogitsMode::kLast && i == n - 1)) {
+        m[l.logit_rows + r++] = static_cast<int32_t>(t);
+      }
+    }
+    m[l.query_start + s + 1] = static_cast<int32_t>(t);
+    m[l.context_lens + s] = static_cast<int32_t>(end);
+  }
+  for (size_t i = 0; i < in.block_copies.size(); ++i) {
+    m[l.copies + 2 * i] = in.block_copies[i].first;
+    m[l.copies + 2 * i + 1] = in.block_copies[i].second;
+  }
+  return {T, R};
+}
+
+absl::Status ModelRunner::Linear(const float* x, int64_t ldx, const Matrix& w, const float* bias,
                                  float* y, int64_t ldy, int64_t m, bool accumulate) {
   kernels::GemmParams p;
   p.x = x;
   p.ldx = ldx;
   p.w = w.data;
-  p.w_dtype = ToKernelDType(w.dtype);
-  p.ldw = w.cols;
-  p.bias = bias.empty() ? nullptr : bias.data();
+  p.w_dtype = w.dtype;
+  p.ldw = w.ld;
+  p.bias = bias;
   p.y = y;
   p.ldy = ldy;
   p.m = m;
@@ -170,38 +288,40 @@ absl::Status ModelRunner::Linear(const float* x, int64_t ldx, const Matrix& w, c
 
 absl::Status ModelRunner::Layer(int64_t li, int64_t T, int64_t S) {
   const ModelConfig& c = config();
-  const LayerWeights& w = weights_->layers()[li];
+  const LayerView& w = layers_[li];
   const int64_t H = c.hidden_size, Q = c.q_size(), KV = c.kv_size(), I = c.intermediate_size;
   const int64_t qkv_w = Q + 2 * KV;
-  float* x = x_.data();
-  float* h = h_.data();
-  float* q = qkv_.data();
+  float* x = x_.as<float>();
+  float* h = h_.as<float>();
+  float* q = qkv_.as<float>();
   float* k = q + Q;
   float* v = k + KV;
   const float eps = c.rms_norm_eps;
+  const float* rope_cos = rope_.as<float>();
+  const float* rope_sin = rope_cos + max_context_len_ * (c.head_dim / 2);
 
-  RETURN_IF_ERROR(At(ops_->RmsNorm(x, H, h, H, w.input_norm.data(), T, H, eps), li, "input_layernorm"));
+  RETURN_IF_ERROR(At(ops_->RmsNorm(x, H, h, H, w.input_norm, T, H, eps), li, "input_layernorm"));
   RETURN_IF_ERROR(At(Linear(h, H, w.q_proj, w.q_bias, q, qkv_w, T, false), li, "q_proj"));
   RETURN_IF_ERROR(At(Linear(h, H, w.k_proj, w.k_bias, k, qkv_w, T, false), li, "k_proj"));
   RETURN_IF_ERROR(At(Linear(h, H, w.v_proj, w.v_bias, v, qkv_w, T, false), li, "v_proj"));
   if (c.qk_norm) {
     RETURN_IF_ERROR(At(ops_->RmsNormPerHead(q, qkv_w, T, c.num_attention_heads, c.head_dim,
-                                            w.q_norm.data(), eps), li, "q_norm"));
+                                            w.q_norm, eps), li, "q_norm"));
     RETURN_IF_ERROR(At(ops_->RmsNormPerHead(k, qkv_w, T, c.num_key_value_heads, c.head_dim,
-                                            w.k_norm.data(), eps), li, "k_norm"));
+                                            w.k_norm, eps), li, "k_norm"));
   }
   RETURN_IF_ERROR(At(ops_->ApplyRope(q, qkv_w, c.num_attention_heads, k, qkv_w,
-                                     c.num_key_value_heads, positions_.data(), T, c.head_dim,
-                                     rope_cos_.data(), rope_sin_.data(), max_context_len_),
+                                     c.num_key_value_heads, meta(layout_.positions), T,
+                                     c.head_dim, rope_cos, rope_sin, max_context_len_),
                      li, "rope"));
-  RETURN_IF_ERROR(At(ops_->WriteKvCache(k, qkv_w, v, qkv_w, slots_.data(), T,
+  RETURN_IF_ERROR(At(ops_->WriteKvCache(k, qkv_w, v, qkv_w, meta(layout_.slots), T,
                                         c.num_key_value_heads, c.head_dim, kv_->k(li), kv_->v(li),
                                         kv_->num_blocks(), kv_->block_size(), kv_->dtype()),
                      li, "kv cache write"));
   kernels::PagedAttentionParams a;
   a.q = q;
   a.q_stride = qkv_w;
-  a.out = attn_.data();
+  a.out = attn_.as<float>();
   a.out_stride = Q;
   a.k_cache = kv_->k(li);
   a.v_cache = kv_->v(li);
@@ -209,9 +329,9 @@ absl::Status ModelRunner::Layer(int64_t li, int64_t T, int64_t S) {
   a.num_blocks = kv_->num_blocks();
   a.block_size = kv_->block_size();
   a.num_seqs = S;
-  a.query_start = query_start_.data();
-  a.context_lens = context_lens_.data();
-  a.block_tables = block_tables_.data();
+  a.query_start = meta(layout_.query_start);
+  a.context_lens = meta(layout_.context_lens);
+  a.block_tables = meta(layout_.block_tables);
   a.block_table_stride = block_table_stride_;
   a.num_heads = c.num_attention_heads;
   a.num_kv_heads = c.num_key_value_heads;
@@ -219,104 +339,143 @@ absl::Status ModelRunner::Layer(int64_t li, int64_t T, int64_t S) {
   a.sliding_window = c.sliding_window;
   RETURN_IF_ERROR(At(ops_->PagedAttention(a), li, "attention"));
   // The residual add is fused into o_proj and down_proj (accumulate).
-  RETURN_IF_ERROR(At(Linear(attn_.data(), Q, w.o_proj, w.o_bias, x, H, T, true), li, "o_proj"));
+  RETURN_IF_ERROR(At(Linear(attn_.as<float>(), Q, w.o_proj, w.o_bias, x, H, T, true), li, "o_proj"));
 
-  RETURN_IF_ERROR(At(ops_->RmsNorm(x, H, h, H, w.post_attention_norm.data(), T, H, eps), li,
+  RETURN_IF_ERROR(At(ops_->RmsNorm(x, H, h, H, w.post_attention_norm, T, H, eps), li,
                      "post_attention_layernorm"));
-  float* gate = mlp_.data();
+  float* gate = mlp_.as<float>();
   float* up = gate + I;
-  RETURN_IF_ERROR(At(Linear(h, H, w.gate_proj, {}, gate, 2 * I, T, false), li, "gate_proj"));
-  RETURN_IF_ERROR(At(Linear(h, H, w.up_proj, {}, up, 2 * I, T, false), li, "up_proj"));
+  RETURN_IF_ERROR(At(Linear(h, H, w.gate_proj, nullptr, gate, 2 * I, T, false), li, "gate_proj"));
+  RETURN_IF_ERROR(At(Linear(h, H, w.up_proj, nullptr, up, 2 * I, T, false), li, "up_proj"));
   RETURN_IF_ERROR(At(ops_->SiluAndMul(gate, 2 * I, up, 2 * I, gate, 2 * I, T, I), li, "silu_mul"));
-  RETURN_IF_ERROR(At(Linear(gate, 2 * I, w.down_proj, {}, x, H, T, true), li, "down_proj"));
+  RETURN_IF_ERROR(At(Linear(gate, 2 * I, w.down_proj, nullptr, x, H, T, true), li, "down_proj"));
   return absl::OkStatus();
 }
 
 absl::Status ModelRunner::Step(std::span<const SequenceInput> batch, StepOutput* out) {
-  RETURN_IF_ERROR(Validate(batch));
+  return Step(StepInput{.sequences = batch, .return_logits = true}, out);
+}
+
+absl::Status ModelRunner::Step(const StepInput& in, StepOutput* out) {
+  RETURN_IF_ERROR(Validate(in));
   const ModelConfig& c = config();
-  const int64_t S = static_cast<int64_t>(batch.size());
-  const int64_t bs = kv_->block_size();
-
-  // Plan once per step: flattened ids/positions/slots, the attention
-  // metadata and which rows need logits; every layer reuses it.
-  int64_t T = 0;
-  block_table_stride_ = 1;
-  for (const SequenceInput& in : batch) {
-    T += static_cast<int64_t>(in.token_ids.size());
-    const int64_t end = in.position + static_cast<int64_t>(in.token_ids.size());
-    block_table_stride_ = std::max(block_table_stride_, (end + bs - 1) / bs);
-  }
-  Grow(ids_, T);
-  Grow(positions_, T);
-  Grow(slots_, T);
-  Grow(query_start_, S + 1);
-  Grow(context_lens_, S);
-  // Rows past a sequence's last block are never read; zero keeps them in range.
-  block_tables_.assign(S * block_table_stride_, 0);
-  logit_rows_.clear();
-  out->first_row.assign(S, -1);
-  out->vocab_size = c.vocab_size;
-
-  int64_t t = 0;
-  query_start_[0] = 0;
-  for (int64_t s = 0; s < S; ++s) {
-    const SequenceInput& in = batch[s];
-    const int64_t n = static_cast<int64_t>(in.token_ids.size());
-    const int64_t end = in.position + n;
-    std::copy(in.block_table.begin(), in.block_table.begin() + (end + bs - 1) / bs,
-              block_tables_.begin() + s * block_table_stride_);
-    if (in.logits != LogitsMode::kNone) out->first_row[s] = static_cast<int32_t>(logit_rows_.size());
-    for (int64_t i = 0; i < n; ++i, ++t) {
-      const int32_t pos = in.position + static_cast<int32_t>(i);
-      ids_[t] = in.token_ids[i];
-      positions_[t] = pos;
-      slots_[t] = in.block_table[pos / bs] * static_cast<int32_t>(bs) + pos % static_cast<int32_t>(bs);
-      if (in.logits == LogitsMode::kAll || (in.logits == LogitsMode::kLast && i == n - 1)) {
-        logit_rows_.push_back(static_cast<int32_t>(t));
-      }
+  const int64_t S = static_cast<int64_t>(in.sequences.size());
+  const auto [T, R] = Plan(in, out);
+  for (size_t i = 0; i < in.samples.size(); ++i) {
+    if (in.samples[i].logits_row < 0 || in.samples[i].logits_row >= R) {
+      return absl::InvalidArgumentError(absl::StrCat("step: sample ", i, " logits_row ",
+                                                     in.samples[i].logits_row,
+                                                     " is outside the step's ", R,
+                                                     " logits rows"));
     }
-    query_start_[s + 1] = static_cast<int32_t>(t);
-    context_lens_[s] = static_cast<int32_t>(end);
+  }
+
+  // The step's metadata goes to the device in one copy; every layer reuses it.
+  RETURN_IF_ERROR(Reserve(meta_, meta_host_.size() * sizeof(int32_t), "step metadata"));
+  RETURN_IF_ERROR(device_->CopyToDevice(meta_.data(), meta_host_.data(),
+                                        meta_host_.size() * sizeof(int32_t)));
+  if (!in.block_copies.empty()) {
+    RETURN_IF_ERROR(ops_->CopyBlocks(kv_->base(), kv_->num_arrays(), kv_->array_stride(),
+                                     kv_->block_bytes(), kv_->num_blocks(),
+                                     meta(layout_.copies),
+                                     static_cast<int64_t>(in.block_copies.size())));
   }
 
   const int64_t H = c.hidden_size;
-  Grow(x_, T * H);
-  Grow(h_, T * H);
-  Grow(qkv_, T * (c.q_size() + 2 * c.kv_size()));
-  Grow(attn_, T * c.q_size());
-  Grow(mlp_, T * 2 * c.intermediate_size);
+  const size_t f = sizeof(float);
+  RETURN_IF_ERROR(Reserve(x_, T * H * f, "activations"));
+  RETURN_IF_ERROR(Reserve(h_, T * H * f, "activations"));
+  RETURN_IF_ERROR(Reserve(qkv_, T * (c.q_size() + 2 * c.kv_size()) * f, "activations"));
+  RETURN_IF_ERROR(Reserve(attn_, T * c.q_size() * f, "activations"));
+  RETURN_IF_ERROR(Reserve(mlp_, T * 2 * c.intermediate_size * f, "activations"));
 
-  const Matrix& embed = weights_->embed_tokens();
-  absl::Status s = ops_->EmbeddingGather(embed.data, ToKernelDType(embed.dtype), c.vocab_size, H,
-                                         ids_.data(), T, x_.data(), H);
+  absl::Status s = ops_->EmbeddingGather(embed_tokens_.data, embed_tokens_.dtype, c.vocab_size,
+                                         H, meta(layout_.ids), T, x_.as<float>(), H);
   if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat("step: ", s.message()));
   for (int64_t li = 0; li < c.num_hidden_layers; ++li) RETURN_IF_ERROR(Layer(li, T, S));
 
-  // Only the sampled rows go through the final norm and the (large) lm_head.
-  const int64_t R = static_cast<int64_t>(logit_rows_.size());
-  out->logits.resize(R * c.vocab_size);
-  if (R == 0) return absl::OkStatus();
-  Grow(final_, R * H);
-  for (int64_t r = 0; r < R; ++r) {
-    std::copy_n(x_.data() + logit_rows_[r] * H, H, final_.data() + r * H);
+  out->sampled.clear();
+  out->logits.clear();
+  if (R == 0) return device_->Synchronize();
+  // Only the rows that need logits go through the final norm and the (large)
+  // lm_head.
+  RETURN_IF_ERROR(Reserve(final_, R * H * f, "activations"));
+  RETURN_IF_ERROR(Reserve(logits_, R * c.vocab_size * f, "logits"));
+  RETURN_IF_ERROR(ops_->GatherRows(x_.as<float>(), H, meta(layout_.logit_rows), R, H,
+                                   final_.as<float>(), H));
+  RETURN_IF_ERROR(ops_->RmsNorm(final_.as<float>(), H, final_.as<float>(), H, final_norm_, R, H,
+                                c.rms_norm_eps));
+  RETURN_IF_ERROR(Linear(final_.as<float>(), H, lm_head_, nullptr, logits_.as<float>(),
+                         c.vocab_size, R, false));
+  RETURN_IF_ERROR(SampleRows(in, R, out));
+  if (in.return_logits) {
+    out->logits.resize(static_cast<size_t>(R * c.vocab_size));
+    RETURN_IF_ERROR(device_->CopyToHost(out->logits.data(), logits_.data(), out->logits.size() * f));
   }
-  RETURN_IF_ERROR(ops_->RmsNorm(final_.data(), H, final_.data(), H, weights_->final_norm().data(),
-                                R, H, c.rms_norm_eps));
-  return Linear(final_.data(), H, weights_->lm_head(), {}, out->logits.data(), c.vocab_size, R,
-                false);
+  return device_->Synchronize();
 }
 
-absl::Status ModelRunner::CopyKvBlock(int32_t src, int32_t dst) {
-  const int64_t blocks = kv_->num_blocks();
-  if (src < 0 || src >= blocks || dst < 0 || dst >= blocks) {
-    return absl::InvalidArgumentError(absl::StrCat("KV block copy ", src, " -> ", dst,
-                                                   " is outside the pool of ", blocks, " blocks"));
+absl::Status ModelRunner::SampleRows(const StepInput& in, int64_t num_logits_rows,
+                                     StepOutput* out) {
+  const int64_t n = static_cast<int64_t>(in.samples.size());
+  if (n == 0) return absl::OkStatus();
+  int32_t max_top = 0;
+  for (const kernels::SampleRow& row : in.samples) max_top = std::max(max_top, row.num_top_logprobs);
+  RETURN_IF_ERROR(Reserve(sample_rows_, n * sizeof(kernels::SampleRow), "sampling rows"));
+  RETURN_IF_ERROR(device_->CopyToDevice(sample_rows_.data(), in.samples.data(),
+                                        n * sizeof(kernels::SampleRow)));
+  const size_t adjust_bytes = in.adjust.size() * sizeof(kernels::TokenAdjust);
+  RETURN_IF_ERROR(Reserve(sample_adjust_, adjust_bytes, "sampling adjustments"));
+  RETURN_IF_ERROR(device_->CopyToDevice(sample_adjust_.data(), in.adjust.data(), adjust_bytes));
+  // Outputs, one buffer: tokens [n], logprobs [n], top tokens and top
+  // logprobs [n, max_top].
+  const size_t out_elems = static_cast<size_t>(n * (2 + 2 * max_top));
+  RETURN_IF_ERROR(Reserve(sample_out_, out_elems * 4, "sampling outputs"));
+  int32_t* tokens = sample_out_.as<int32_t>();
+  float* logprobs = reinterpret_cast<float*>(tokens + n);
+  int32_t* top_tokens = reinterpret_cast<int32_t*>(logprobs + n);
+  float* top_logprobs = reinterpret_cast<float*>(top_tokens + n * max_top);
+
+  kernels::SampleParams p;
+  p.logits = logits_.as<float>();
+  p.logits_stride = config().vocab_size;
+  p.num_logits_rows = num_logits_rows;
+  p.vocab = config().vocab_size;
+  p.rows = sample_rows_.as<kernels::SampleRow>();
+  p.num_rows = n;
+  p.adjust = sample_adjust_.as<kernels::TokenAdjust>();
+  p.num_adjust = static_cast<int64_t>(in.adjust.size());
+  p.tokens = tokens;
+  p.logprobs = logprobs;
+  p.top_tokens = top_tokens;
+  p.top_logprobs = top_logprobs;
+  p.max_top_logprobs = max_top;
+  RETURN_IF_ERROR(ops_->Sample(p));
+
+  tokens_host_.resize(n);
+  logprobs_host_.resize(n);
+  RETURN_IF_ERROR(device_->CopyToHost(tokens_host_.data(), tokens, n * sizeof(int32_t)));
+  bool any_logprobs = false;
+  for (const kernels::SampleRow& row : in.samples) any_logprobs |= row.logprobs;
+  if (any_logprobs) {
+    RETURN_IF_ERROR(device_->CopyToHost(logprobs_host_.data(), logprobs, n * sizeof(float)));
+    top_tokens_host_.resize(n * max_top);
+    top_logprobs_host_.resize(n * max_top);
+    RETURN_IF_ERROR(device_->CopyToHost(top_tokens_host_.data(), top_tokens,
+                                        top_tokens_host_.size() * sizeof(int32_t)));
+    RETURN_IF_ERROR(device_->CopyToHost(top_logprobs_host_.data(), top_logprobs,
+                                        top_logprobs_host_.size() * sizeof(float)));
   }
-  const int64_t n = kv_->block_bytes();
-  for (int64_t layer = 0; layer < kv_->num_layers(); ++layer) {
-    for (char* base : {static_cast<char*>(kv_->k(layer)), static_cast<char*>(kv_->v(layer))}) {
-      std::memcpy(base + dst * n, base + src * n, static_cast<size_t>(n));
+  out->sampled.resize(n);
+  for (int64_t i = 0; i < n; ++i) {
+    SampledToken& t = out->sampled[i];
+    t = SampledToken();
+    t.token = tokens_host_[i];
+    if (!in.samples[i].logprobs) continue;
+    t.logprob = logprobs_host_[i];
+    for (int32_t k = 0; k < in.samples[i].num_top_logprobs; ++k) {
+      t.top_logprobs.push_back({top_tokens_host_[i * max_top + k],
+                                top_logprobs_host_[i * max_top + k]});
     }
   }
   return absl::OkStatus();

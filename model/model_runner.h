@@ -1,20 +1,24 @@
 // Runs one forward step of a Llama-family model (llama, mistral, qwen2,
 // qwen3: one code path, switched by ModelConfig) for a batch of sequences
-// over a paged KV cache, on the kernels' op interface (kernels/ops.h).
+// over a paged KV cache, on a backend (kernels/backend.h): every buffer it
+// computes with lives in the backend's device memory.
 //
 // A step is what the scheduler decided: for each sequence its new tokens (a
-// prefill chunk or one decode token), where they start, and its block table.
-// Per layer: RMSNorm, q/k/v GEMMs (+bias), q/k norm, RoPE, KV-cache write,
-// paged attention over each sequence's blocks, o_proj (+residual), RMSNorm,
-// gate/up GEMMs, SiLU-mul, down_proj (+residual); then final norm and
-// lm_head only for the rows that need logits.
+// prefill chunk or one decode token), where they start, and its block table;
+// the copy-on-write block copies to do first; and the tokens to sample.
+// Plan once per step (host metadata, uploaded in one copy), then per layer:
+// RMSNorm, q/k/v GEMMs (+bias), q/k norm, RoPE, KV-cache write, paged
+// attention, o_proj (+residual), RMSNorm, gate/up GEMMs, SiLU-mul, down_proj
+// (+residual); then final norm and lm_head only for the rows that need
+// logits, and sampling on the device. Only the sampled tokens (and asked-for
+// logprobs) come back to the host; full logits only when asked.
 //
-//   ASSIGN_OR_RETURN(auto runner, ModelRunner::Create({.model_dir = dir}));
+//   ASSIGN_OR_RETURN(auto worker, Worker::Create({}, weights));  // model/worker.h
 //   std::vector<int32_t> blocks = {0};                  // from the block manager
 //   SequenceInput seq{.token_ids = prompt, .position = 0, .block_table = blocks,
 //                     .logits = LogitsMode::kLast};
 //   StepOutput out;
-//   RETURN_IF_ERROR(runner->Step({&seq, 1}, &out));    // out.logits: [1, vocab]
+//   RETURN_IF_ERROR(worker->runner().Step({&seq, 1}, &out));  // out.logits: [1, vocab]
 //
 // Every row of every op is computed the same way whatever else is in the
 // batch (the kernels guarantee it per row), so a sequence's logits do not
@@ -24,19 +28,19 @@
 #define KESTREL_MODEL_MODEL_RUNNER_H_
 
 #include <cstdint>
-#include <filesystem>
 #include <memory>
 #include <span>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "kernels/cpu/thread_pool.h"
+#include "kernels/backend.h"
 #include "kernels/ops.h"
 #include "model/config.h"
 #include "model/kv_pool.h"
-#include "model/safetensors.h"
+#include "model/sampler.h"
 #include "model/weights.h"
 
 namespace kestrel::model {
@@ -45,7 +49,7 @@ namespace kestrel::model {
 enum class LogitsMode {
   kNone,  // mid-prompt prefill chunk: nothing to sample
   kLast,  // the last new token (the one the sampler continues from)
-  kAll,   // every new token (prompt logprobs, --logits-out, golden tests)
+  kAll,   // every new token (prompt logits: --logits-out, golden tests)
 };
 
 // One sequence's part of a step. Spans are not owned and must outlive Step.
@@ -60,9 +64,25 @@ struct SequenceInput {
   LogitsMode logits = LogitsMode::kNone;
 };
 
+// One step. Spans are not owned and must outlive Step.
+struct StepInput {
+  std::span<const SequenceInput> sequences = {};
+  // (src, dst) copy-on-write block copies, done before the forward pass.
+  std::span<const std::pair<int32_t, int32_t>> block_copies = {};
+  // Tokens to draw: each row's logits_row indexes this step's logits rows
+  // (batch order; kLast gives a sequence one row, kAll n_new). Its
+  // adjust range indexes `adjust`.
+  std::span<const kernels::SampleRow> samples = {};
+  std::span<const kernels::TokenAdjust> adjust = {};
+  // Copy every logits row back to the host (StepOutput::logits).
+  bool return_logits = false;
+};
+
 struct StepOutput {
-  // [num_rows, vocab_size]: rows for the sequences that asked, in batch
-  // order (kAll contributes n_new rows, kLast one).
+  // One per StepInput::samples entry, in order (logprobs when the row asked).
+  std::vector<SampledToken> sampled;
+  // [num_rows, vocab_size] when StepInput::return_logits, else empty: rows
+  // for the sequences that asked, in batch order.
   std::vector<float> logits;
   // [num_seqs]: index of each sequence's first logits row, -1 for kNone.
   std::vector<int32_t> first_row;
@@ -80,17 +100,10 @@ enum class KvCacheDType { kAuto, kF32, kBF16 };
 // "auto", "f32" or "bf16" (case-insensitive); InvalidArgument naming the value.
 absl::StatusOr<KvCacheDType> ParseKvCacheDType(std::string_view name);
 
-// Not thread-safe: one thread (the engine's step loop) calls Step.
+// Not thread-safe: one thread (its worker's) calls Step.
 class ModelRunner {
  public:
   struct Options {
-    // Directory with config.json and safetensors (ignored by the Create
-    // overload that takes weights).
-    std::filesystem::path model_dir = {};
-    // Weight storage (default anonymous huge-page memory).
-    SafetensorsCheckpoint::Storage storage = SafetensorsCheckpoint::Storage::kAnonymous;
-    // Threads running GEMM and attention, including the caller; 0 = one per CPU.
-    int num_threads = 0;
     // Bytes for the paged KV cache over all layers (default 256 MiB).
     uint64_t kv_cache_bytes = 256ull << 20;
     // Tokens per KV block.
@@ -110,20 +123,21 @@ class ModelRunner {
     KvCacheDType kv_cache_dtype = KvCacheDType::kAuto;
   };
 
-  static absl::StatusOr<std::unique_ptr<ModelRunner>> Create(const Options& options);
+  // `backend` (not owned) must outlive the runner. Weights are used in place
+  // where the backend's memory is host memory, else uploaded once.
   static absl::StatusOr<std::unique_ptr<ModelRunner>> Create(
-      const Options& options, std::unique_ptr<ModelWeights> weights);
+      const Options& options, std::shared_ptr<const ModelWeights> weights,
+      kernels::Backend* backend);
   ~ModelRunner();
 
   // Runs one step. On error (bad token id, block table too short, position
-  // beyond max_context_len, ...) the status names the sequence and field;
-  // the KV cache rows of that step may have been partly written.
+  // beyond max_context_len, a bad block copy, ...) the status names the
+  // sequence and field; the KV cache rows of that step may have been partly
+  // written.
+  absl::Status Step(const StepInput& in, StepOutput* out);
+  // The logits of `batch` (return_logits, nothing sampled): for tests and
+  // golden checks.
   absl::Status Step(std::span<const SequenceInput> batch, StepOutput* out);
-
-  // Copies the K and V of KV block `src` into block `dst` in every layer
-  // (copy-on-write of a block shared by several samples, before a step that
-  // writes into it). InvalidArgument for a block id outside the pool.
-  absl::Status CopyKvBlock(int32_t src, int32_t dst);
 
   const ModelConfig& config() const { return weights_->config(); }
   const ModelWeights& weights() const { return *weights_; }
@@ -131,40 +145,74 @@ class ModelRunner {
   int64_t block_size() const { return kv_->block_size(); }
   kernels::DType kv_cache_dtype() const { return kv_->dtype(); }
   int64_t max_context_len() const { return max_context_len_; }
-  int num_threads() const { return pool_->num_threads(); }
 
  private:
+  // A layer's weights as the kernels read them: matrices (in place or
+  // uploaded) and F32 vectors in device memory (null when absent).
+  struct LayerView {
+    Matrix q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj;
+    const float* input_norm = nullptr;
+    const float* post_attention_norm = nullptr;
+    const float* q_bias = nullptr;
+    const float* k_bias = nullptr;
+    const float* v_bias = nullptr;
+    const float* o_bias = nullptr;
+    const float* q_norm = nullptr;
+    const float* k_norm = nullptr;
+  };
+  // Offsets (in int32 elements) of each section of the step's metadata.
+  struct MetaLayout {
+    int64_t ids = 0, positions = 0, slots = 0, query_start = 0, context_lens = 0,
+            block_tables = 0, logit_rows = 0, copies = 0, total = 0;
+  };
+
   ModelRunner() = default;
-  absl::Status Validate(std::span<const SequenceInput> batch) const;
+  absl::Status UploadWeights();
+  absl::StatusOr<Matrix> DeviceMatrix(const Matrix& m);
+  absl::StatusOr<const float*> DeviceVector(const Vec& v);
+  absl::Status Validate(const StepInput& in) const;
+  // Flattens the batch into meta_host_; returns the token and logits row counts.
+  std::pair<int64_t, int64_t> Plan(const StepInput& in, StepOutput* out);
+  // Grows `buffer` to at least `bytes` (contents are not kept).
+  absl::Status Reserve(kernels::DeviceBuffer& buffer, size_t bytes, const char* what);
   absl::Status Layer(int64_t layer, int64_t num_tokens, int64_t num_seqs);
-  absl::Status Linear(const float* x, int64_t ldx, const Matrix& w, const Vec& bias, float* y,
+  absl::Status Linear(const float* x, int64_t ldx, const Matrix& w, const float* bias, float* y,
                       int64_t ldy, int64_t m, bool accumulate);
+  absl::Status SampleRows(const StepInput& in, int64_t num_rows, StepOutput* out);
+  const int32_t* meta(int64_t offset) const { return meta_.as<int32_t>() + offset; }
 
   // Constant after Create.
   Options options_;
-  std::unique_ptr<ModelWeights> weights_;
-  std::unique_ptr<kernels::cpu::ThreadPool> pool_;
-  std::unique_ptr<kernels::Ops> ops_;  // uses pool_
+  std::shared_ptr<const ModelWeights> weights_;
+  kernels::Backend* backend_ = nullptr;  // not owned
+  kernels::Device* device_ = nullptr;    // backend_->device()
+  kernels::Ops* ops_ = nullptr;          // backend_->ops()
+  std::vector<kernels::DeviceBuffer> uploaded_;  // weights copied to the device
+  std::vector<LayerView> layers_;
+  Matrix embed_tokens_, lm_head_;
+  const float* final_norm_ = nullptr;
   std::unique_ptr<KvPool> kv_;
   int64_t max_context_len_ = 0;
-  std::vector<float> rope_cos_;  // [max_context_len, head_dim / 2]
-  std::vector<float> rope_sin_;  // [max_context_len, head_dim / 2]
+  kernels::DeviceBuffer rope_;  // cos then sin, each [max_context_len, head_dim / 2]
 
-  // Per-step scratch, grown on demand and reused.
-  std::vector<int32_t> ids_;           // [T]
-  std::vector<int32_t> positions_;     // [T]
-  std::vector<int32_t> slots_;         // [T]
-  std::vector<int32_t> query_start_;   // [S + 1]
-  std::vector<int32_t> context_lens_;  // [S]
-  std::vector<int32_t> block_tables_;  // [S, block_table_stride_]
+  // Per-step state, grown on demand and reused.
+  MetaLayout layout_;
   int64_t block_table_stride_ = 0;
-  std::vector<float> x_;     // [T, hidden] residual stream
-  std::vector<float> h_;     // [T, hidden] normed input
-  std::vector<float> qkv_;   // [T, q_size + 2 * kv_size]
-  std::vector<float> attn_;  // [T, q_size]
-  std::vector<float> mlp_;   // [T, 2 * intermediate]: gate | up, then silu(gate)*up
-  std::vector<int32_t> logit_rows_;  // token rows that get logits
-  std::vector<float> final_;         // [R, hidden]
+  std::vector<int32_t> meta_host_;
+  kernels::DeviceBuffer meta_;  // the step's int32 metadata, laid out as layout_
+  kernels::DeviceBuffer x_;     // [T, hidden] residual stream
+  kernels::DeviceBuffer h_;     // [T, hidden] normed input
+  kernels::DeviceBuffer qkv_;   // [T, q_size + 2 * kv_size]
+  kernels::DeviceBuffer attn_;  // [T, q_size]
+  kernels::DeviceBuffer mlp_;   // [T, 2 * intermediate]: gate | up, then silu(gate)*up
+  kernels::DeviceBuffer final_;   // [R, hidden]
+  kernels::DeviceBuffer logits_;  // [R, vocab]
+  // Sampling: rows and adjustments in, tokens and logprobs out.
+  kernels::DeviceBuffer sample_rows_, sample_adjust_, sample_out_;
+  std::vector<int32_t> tokens_host_;
+  std::vector<float> logprobs_host_;
+  std::vector<int32_t> top_tokens_host_;
+  std::vector<float> top_logprobs_host_;
 };
 
 }  // namespace kestrel::model

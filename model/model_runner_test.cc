@@ -10,6 +10,8 @@
 
 #include "model/safetensors_writer.h"
 #include "model/synthetic.h"
+#include "model/weights.h"
+#include "model/worker.h"
 #include "nlohmann/json.hpp"
 #include "testing/shared_data.h"
 
@@ -39,13 +41,30 @@ GoldenLogits ReadGoldenLogits(const fs::path& path) {
   return g;
 }
 
-std::unique_ptr<ModelRunner> Runner(const fs::path& dir, ModelRunner::Options options = {}) {
-  options.model_dir = dir;
-  if (options.num_threads == 0) options.num_threads = 2;
-  if (options.kv_cache_bytes == (256ull << 20)) options.kv_cache_bytes = 16ull << 20;
-  auto r = ModelRunner::Create(options);
-  REQUIRE(r.ok());
-  return std::move(*r);
+struct RunnerOptions {
+  SafetensorsCheckpoint::Storage storage = SafetensorsCheckpoint::Storage::kAnonymous;
+  uint64_t kv_cache_bytes = 16ull << 20;
+  bool bf16_dot = true;
+  KvCacheDType kv_cache_dtype = KvCacheDType::kAuto;
+};
+
+// A worker (CPU backend, 2 threads) whose runner the tests drive.
+struct TestRunner {
+  std::unique_ptr<Worker> worker;
+  ModelRunner* operator->() { return &worker->runner(); }
+  ModelRunner& operator*() { return worker->runner(); }
+};
+
+TestRunner Runner(const fs::path& dir, RunnerOptions options = {}) {
+  auto weights = ModelWeights::Load({.dir = dir, .storage = options.storage});
+  REQUIRE(weights.ok());
+  auto w = Worker::Create({.threads = 2,
+                           .runner = {.kv_cache_bytes = options.kv_cache_bytes,
+                                      .bf16_dot = options.bf16_dot,
+                                      .kv_cache_dtype = options.kv_cache_dtype}},
+                          std::move(*weights));
+  REQUIRE(w.ok());
+  return TestRunner{std::move(*w)};
 }
 
 float MaxAbsDiff(std::span<const float> a, std::span<const float> b) {
@@ -145,7 +164,7 @@ TEST_CASE("bad step inputs are errors, not crashes", "[runner]") {
   CHECK(error({.token_ids = {}, .block_table = one_block}) == "step: sequence 0 has no new tokens");
   CHECK(error({.token_ids = ok_ids, .position = -1, .block_table = one_block}) ==
         "step: sequence 0 position must be >= 0, got -1");
-  CHECK_FALSE(r->Step({}, &out).ok());
+  CHECK_FALSE(r->Step(std::span<const SequenceInput>(), &out).ok());
 }
 
 TEST_CASE("kv_cache_dtype names", "[runner]") {
@@ -167,7 +186,7 @@ TEST_CASE("kv_cache_dtype names", "[runner]") {
 TEST_CASE("qwen2/qwen3/llama-shaped synthetic models: prefill == decode", "[runner]") {
   const char* tmp = std::getenv("TEST_TMPDIR");
   struct Mode {
-    DType dtype;
+    kernels::DType dtype;
     bool bf16_dot;
     float tolerance;  // relative to the largest |logit|
     KvCacheDType kv = KvCacheDType::kAuto;
@@ -175,14 +194,14 @@ TEST_CASE("qwen2/qwen3/llama-shaped synthetic models: prefill == decode", "[runn
   for (const char* preset : {"tiny", "tiny-qwen2", "tiny-qwen3"}) {
     // A BF16 cache holds the same rounded K/V for both (the projections are
     // batch invariant), so it keeps the exact path's agreement.
-    for (const Mode mode : {Mode{DType::kF32, false, 1e-5f}, Mode{DType::kBF16, false, 1e-5f},
-                            Mode{DType::kBF16, true, 1e-2f},
-                            Mode{DType::kF32, false, 1e-5f, KvCacheDType::kBF16}}) {
-      const DType dtype = mode.dtype;
-      INFO(preset << " " << DTypeName(dtype) << (mode.bf16_dot ? " bf16_dot" : " exact")
+    for (const Mode mode : {Mode{kernels::DType::kF32, false, 1e-5f}, Mode{kernels::DType::kBF16, false, 1e-5f},
+                            Mode{kernels::DType::kBF16, true, 1e-2f},
+                            Mode{kernels::DType::kF32, false, 1e-5f, KvCacheDType::kBF16}}) {
+      const kernels::DType dtype = mode.dtype;
+      INFO(preset << " " << kernels::DTypeName(dtype) << (mode.bf16_dot ? " bf16_dot" : " exact")
                   << (mode.kv == KvCacheDType::kBF16 ? " bf16 kv" : ""));
       const fs::path dir = fs::path(tmp != nullptr ? tmp : "/tmp") /
-                           (std::string("runner_") + preset + DTypeName(dtype));
+                           (std::string("runner_") + preset + kernels::DTypeName(dtype));
       auto config = SyntheticPresetConfig(preset, dtype);
       REQUIRE(config.ok());
       REQUIRE(WriteSyntheticCheckpoint({.dir = dir, .config_json = *config, .dtype = dtype,

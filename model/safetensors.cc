@@ -37,7 +37,7 @@ absl::Status ParseEntry(const std::string& file, const std::string& name, const 
   out.name = name;
   auto dt = v.find("dtype");
   if (dt == v.end() || !dt->is_string()) return TensorError(file, name, "missing string field dtype");
-  const std::optional<DType> dtype = ParseDTypeName(dt->get_ref<const std::string&>());
+  const std::optional<kernels::DType> dtype = kernels::ParseDTypeName(dt->get_ref<const std::string&>());
   if (!dtype) return TensorError(file, name, absl::StrCat("unknown dtype ", dt->dump()));
   out.dtype = *dtype;
 
@@ -56,7 +56,7 @@ absl::Status ParseEntry(const std::string& file, const std::string& name, const 
   }
   uint64_t nbytes;
   if (numel > (uint64_t{1} << 62) ||
-      __builtin_mul_overflow(numel, static_cast<uint64_t>(DTypeSize(out.dtype)), &nbytes)) {
+      __builtin_mul_overflow(numel, static_cast<uint64_t>(kernels::DTypeSize(out.dtype)), &nbytes)) {
     return TensorError(file, name, absl::StrCat("shape ", sh->dump(), " overflows"));
   }
 
@@ -78,13 +78,13 @@ absl::Status ParseEntry(const std::string& file, const std::string& name, const 
   if (out.end - out.begin != nbytes) {
     return TensorError(file, name,
                        absl::StrCat("data_offsets ", off->dump(), " span ", out.end - out.begin,
-                                    " bytes but shape ", sh->dump(), " of ", DTypeName(out.dtype),
+                                    " bytes but shape ", sh->dump(), " of ", kernels::DTypeName(out.dtype),
                                     " needs ", nbytes));
   }
-  if (out.begin % DTypeSize(out.dtype) != 0) {
+  if (out.begin % kernels::DTypeSize(out.dtype) != 0) {
     return TensorError(file, name,
                        absl::StrCat("data offset ", out.begin, " is not aligned to the ",
-                                    DTypeSize(out.dtype), "-byte element size"));
+                                    kernels::DTypeSize(out.dtype), "-byte element size"));
   }
   return absl::OkStatus();
 }

@@ -16,18 +16,18 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "model/dtype.h"
+#include "kernels/dtype.h"
 
 namespace kestrel::model {
 
 // One tensor's entry in a safetensors header.
 struct TensorEntry {
   std::string name;
-  DType dtype = DType::kF32;
+  kernels::DType dtype = kernels::DType::kF32;
   std::vector<int64_t> shape;
   // Byte range inside the data section (which starts right after the
   // header), validated: begin <= end <= data section size,
-  // end - begin == numel * DTypeSize(dtype), begin % DTypeSize(dtype) == 0.
+  // end - begin == numel * kernels::DTypeSize(dtype), begin % kernels::DTypeSize(dtype) == 0.
   uint64_t begin = 0;
   uint64_t end = 0;
 
@@ -61,9 +61,9 @@ absl::StatusOr<SafetensorsHeader> ParseSafetensorsHeader(std::string_view prefix
 // SafetensorsCheckpoint and lives as long as it.
 struct LoadedTensor {
   std::string name;
-  DType dtype = DType::kF32;
+  kernels::DType dtype = kernels::DType::kF32;
   std::vector<int64_t> shape;
-  const void* data = nullptr;  // aligned to DTypeSize(dtype)
+  const void* data = nullptr;  // aligned to kernels::DTypeSize(dtype)
   uint64_t nbytes = 0;
   std::string file;  // which shard it came from, for error messages
 };

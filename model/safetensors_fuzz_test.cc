@@ -22,13 +22,13 @@ namespace {
 std::vector<std::string> Seeds() {
   std::vector<std::string> seeds;
   seeds.push_back(SerializeSafetensors({
-      {"a.weight", DType::kF32, {2, 3}, std::string(24, '\1')},
-      {"b.bias", DType::kBF16, {3}, std::string(6, '\2')},
-      {"c", DType::kF16, {1, 1, 2}, std::string(4, '\3')},
-      {"empty", DType::kI64, {0, 4}, ""},
+      {"a.weight", kernels::DType::kF32, {2, 3}, std::string(24, '\1')},
+      {"b.bias", kernels::DType::kBF16, {3}, std::string(6, '\2')},
+      {"c", kernels::DType::kF16, {1, 1, 2}, std::string(4, '\3')},
+      {"empty", kernels::DType::kI64, {0, 4}, ""},
   }));
   seeds.push_back(SerializeSafetensors({}));
-  seeds.push_back(SerializeSafetensors({{"x", DType::kU8, {5}, "hello"}}));
+  seeds.push_back(SerializeSafetensors({{"x", kernels::DType::kU8, {5}, "hello"}}));
   std::string raw_header = R"({"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
   std::string s(8, '\0');
   s[0] = static_cast<char>(raw_header.size());

@@ -40,9 +40,9 @@ std::string RawFile(const std::string& header, const std::string& data) {
 
 std::vector<TensorToWrite> SmallTensors() {
   return {
-      {"w", DType::kF32, {2, 3}, EncodeFloats({1, 2, 3, 4, 5, 6}, DType::kF32)},
-      {"b", DType::kBF16, {3}, EncodeFloats({0.5f, -1.0f, 2.0f}, DType::kBF16)},
-      {"h", DType::kF16, {2}, EncodeFloats({0.25f, 3.0f}, DType::kF16)},
+      {"w", kernels::DType::kF32, {2, 3}, EncodeFloats({1, 2, 3, 4, 5, 6}, kernels::DType::kF32)},
+      {"b", kernels::DType::kBF16, {3}, EncodeFloats({0.5f, -1.0f, 2.0f}, kernels::DType::kBF16)},
+      {"h", kernels::DType::kF16, {2}, EncodeFloats({0.25f, 3.0f}, kernels::DType::kF16)},
   };
 }
 
@@ -63,14 +63,14 @@ void CheckSmall(const SafetensorsCheckpoint& c) {
   REQUIRE(w != nullptr);
   CHECK(w->shape == std::vector<int64_t>{2, 3});
   CHECK(w->nbytes == 24);
-  CHECK(LoadAsF32(w->data, w->dtype, 5) == 6.0f);
+  CHECK(kernels::LoadAsF32(w->data, w->dtype, 5) == 6.0f);
   const LoadedTensor* b = c.Find("b");
   REQUIRE(b != nullptr);
-  CHECK(b->dtype == DType::kBF16);
-  CHECK(LoadAsF32(b->data, b->dtype, 1) == -1.0f);
+  CHECK(b->dtype == kernels::DType::kBF16);
+  CHECK(kernels::LoadAsF32(b->data, b->dtype, 1) == -1.0f);
   const LoadedTensor* h = c.Find("h");
   REQUIRE(h != nullptr);
-  CHECK(LoadAsF32(h->data, h->dtype, 0) == 0.25f);
+  CHECK(kernels::LoadAsF32(h->data, h->dtype, 0) == 0.25f);
   CHECK(reinterpret_cast<uintptr_t>(w->data) % 4 == 0);
   CHECK(c.Find("nope") == nullptr);
 }

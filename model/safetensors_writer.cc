@@ -29,7 +29,7 @@ std::string HeaderBytes(const std::vector<const TensorToWrite*>& tensors) {
   header["__metadata__"] = {{"format", "pt"}};
   uint64_t offset = 0;
   for (const TensorToWrite* t : tensors) {
-    header[t->name] = {{"dtype", std::string(DTypeName(t->dtype))},
+    header[t->name] = {{"dtype", std::string(kernels::DTypeName(t->dtype))},
                        {"shape", t->shape},
                        {"data_offsets", {offset, offset + t->bytes.size()}}};
     offset += t->bytes.size();
@@ -104,16 +104,16 @@ absl::Status WriteCheckpoint(const std::filesystem::path& dir,
   return WriteFile(dir / "model.safetensors.index.json", index.dump(2));
 }
 
-std::string EncodeFloats(const std::vector<float>& values, DType dtype) {
+std::string EncodeFloats(const std::vector<float>& values, kernels::DType dtype) {
   std::string out;
-  if (dtype == DType::kF32) {
+  if (dtype == kernels::DType::kF32) {
     out.resize(values.size() * 4);
     std::memcpy(out.data(), values.data(), out.size());
     return out;
   }
   out.resize(values.size() * 2);
   for (size_t i = 0; i < values.size(); ++i) {
-    const uint16_t h = dtype == DType::kBF16 ? F32ToBf16(values[i]) : F32ToF16(values[i]);
+    const uint16_t h = dtype == kernels::DType::kBF16 ? kernels::F32ToBf16(values[i]) : kernels::F32ToF16(values[i]);
     std::memcpy(out.data() + 2 * i, &h, 2);
   }
   return out;

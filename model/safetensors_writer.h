@@ -10,15 +10,15 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "model/dtype.h"
+#include "kernels/dtype.h"
 
 namespace kestrel::model {
 
 struct TensorToWrite {
   std::string name;
-  DType dtype = DType::kF32;
+  kernels::DType dtype = kernels::DType::kF32;
   std::vector<int64_t> shape;
-  // Raw little-endian element bytes; size must be numel * DTypeSize(dtype).
+  // Raw little-endian element bytes; size must be numel * kernels::DTypeSize(dtype).
   std::string bytes;
 };
 
@@ -39,7 +39,7 @@ absl::Status WriteCheckpoint(const std::filesystem::path& dir,
                              uint64_t max_shard_bytes);
 
 // Converts float data to `dtype` bytes (F32, F16 or BF16, round to nearest even).
-std::string EncodeFloats(const std::vector<float>& values, DType dtype);
+std::string EncodeFloats(const std::vector<float>& values, kernels::DType dtype);
 
 }  // namespace kestrel::model
 

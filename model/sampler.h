@@ -1,11 +1,14 @@
-// Picks the next token of one request from its logits: greedy, temperature,
-// top-k, top-p, min-p, repetition/presence/frequency penalties, logit_bias,
-// and top-N logprobs. Each request owns its sampler and its random generator,
-// so a seeded request draws the same tokens whatever else is in the batch.
+// Sampling parameters (OpenAI/vLLM: greedy, temperature, top-k, top-p,
+// min-p, repetition/presence/frequency penalties, logit_bias, top-N
+// logprobs) and each sample's host-side sampling state. The draw itself is a
+// backend op (kernels/ops.h: Ops::Sample). Each sample owns its random
+// generator, so a seeded request draws the same tokens whatever else is in
+// the batch.
 #ifndef KESTREL_MODEL_SAMPLER_H_
 #define KESTREL_MODEL_SAMPLER_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -13,9 +16,9 @@
 #include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kernels/ops.h"
 
 namespace kestrel::model {
 
@@ -70,32 +73,44 @@ struct SampledToken {
   std::vector<TokenLogprob> top_logprobs;  // most likely first
 };
 
-// One request's sampler: its parameters, random generator and the token
-// counts the penalties need. Not thread-safe; different requests' samplers
-// may run concurrently.
-class RequestSampler {
+// One sample's sampling state on the host: its parameters, its own random
+// generator and the token counts the penalties need. The draw itself runs as
+// a backend op (Ops::Sample) over the whole batch; Prepare describes this
+// sample's row of it, Commit records the token it drew.
+//
+//   sampler->Prepare(banned, &row, &adjust);  // one draw from the generator
+//   row.logits_row = ...;                      // where its logits are
+//   ... Ops::Sample over every row ...
+//   sampler->Commit(token);
+//
+// A seeded sample draws the same tokens whatever else is in the batch: its
+// generator is its own, and the op computes each row the same way whatever
+// the batch. Not thread-safe; different samples' samplers may be used
+// concurrently.
+class SequenceSampler {
  public:
   // `prompt_ids` seeds the repetition penalty's set of seen tokens.
-  static absl::StatusOr<std::unique_ptr<RequestSampler>> Create(
+  static absl::StatusOr<std::unique_ptr<SequenceSampler>> Create(
       const SamplingParams& params, int64_t vocab_size, std::span<const int32_t> prompt_ids);
 
-  // Samples from `logits` ([vocab_size] for this request's last position)
-  // and records the token as generated (for the penalties).
-  // REQUIRES: logits.size() == vocab_size.
-  absl::StatusOr<SampledToken> Sample(std::span<const float> logits);
+  // Fills `row` (all but logits_row) and appends the row's adjustments to
+  // `adjust`: `banned` tokens first (their logits become -inf: min_tokens),
+  // the seen tokens the penalties need, then logit_bias. Takes one draw
+  // from the generator unless the parameters are greedy.
+  void Prepare(std::span<const int32_t> banned, kernels::SampleRow* row,
+               std::vector<kernels::TokenAdjust>* adjust);
+  // Records the token the row drew (for the penalties).
+  void Commit(int32_t token);
 
   const SamplingParams& params() const { return params_; }
 
  private:
-  RequestSampler(const SamplingParams& params, int64_t vocab_size, uint64_t seed);
+  SequenceSampler(const SamplingParams& params, uint64_t seed);
 
   const SamplingParams params_;
-  const int64_t vocab_size_;
   std::mt19937_64 rng_;
-  std::vector<uint8_t> in_prompt_;                     // [vocab_size]
-  absl::flat_hash_map<int32_t, int32_t> out_counts_;   // generated token -> count
-  std::vector<float> scratch_;                         // [vocab_size]
-  std::vector<int32_t> order_;                         // [vocab_size]
+  std::vector<int32_t> prompt_tokens_;     // sorted, unique
+  std::map<int32_t, int32_t> out_counts_;  // generated token -> count
 };
 
 }  // namespace kestrel::model

@@ -2,25 +2,60 @@
 
 #include <cmath>
 #include <map>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
+#include "kernels/cpu/sampling.h"
+
 namespace kestrel::model {
 namespace {
 
-std::unique_ptr<RequestSampler> Make(const SamplingParams& p, int64_t vocab,
-                                     std::vector<int32_t> prompt = {}) {
-  auto s = RequestSampler::Create(p, vocab, prompt);
+// A sample's host state plus the CPU sampling op over one row: what the
+// engine and the backend do together for one token.
+struct TestSampler {
+  std::unique_ptr<SequenceSampler> state;
+  int64_t vocab = 0;
+
+  SampledToken Sample(const std::vector<float>& logits) {
+    REQUIRE(static_cast<int64_t>(logits.size()) == vocab);
+    kernels::SampleRow row;
+    std::vector<kernels::TokenAdjust> adjust;
+    state->Prepare({}, &row, &adjust);
+    int32_t token = -1;
+    float logprob = 0;
+    std::vector<int32_t> top_tokens(kMaxTopLogprobs);
+    std::vector<float> top_logprobs(kMaxTopLogprobs);
+    kernels::SampleParams p{.logits = logits.data(), .logits_stride = vocab,
+                            .num_logits_rows = 1, .vocab = vocab, .rows = &row, .num_rows = 1,
+                            .adjust = adjust.data(),
+                            .num_adjust = static_cast<int64_t>(adjust.size()),
+                            .tokens = &token, .logprobs = &logprob,
+                            .top_tokens = top_tokens.data(), .top_logprobs = top_logprobs.data(),
+                            .max_top_logprobs = kMaxTopLogprobs};
+    REQUIRE(kernels::cpu::Sample(p, nullptr).ok());
+    state->Commit(token);
+    SampledToken out;
+    out.token = token;
+    if (row.logprobs) {
+      out.logprob = logprob;
+      for (int i = 0; i < row.num_top_logprobs; ++i) {
+        out.top_logprobs.push_back({top_tokens[i], top_logprobs[i]});
+      }
+    }
+    return out;
+  }
+};
+
+TestSampler Make(const SamplingParams& p, int64_t vocab, std::vector<int32_t> prompt = {}) {
+  auto s = SequenceSampler::Create(p, vocab, prompt);
   REQUIRE(s.ok());
-  return std::move(*s);
+  return TestSampler{std::move(*s), vocab};
 }
 
-int32_t Draw(RequestSampler& s, const std::vector<float>& logits) {
-  auto t = s.Sample(logits);
-  REQUIRE(t.ok());
-  return t->token;
-}
+int32_t Draw(TestSampler& s, const std::vector<float>& logits) { return s.Sample(logits).token; }
 
 std::string ErrorOf(const SamplingParams& p) {
   absl::Status s = p.Validate(10);
@@ -46,21 +81,17 @@ TEST_CASE("validation names the field and value", "[sampler]") {
   CHECK(ErrorOf({.logprobs = true, .top_logprobs = 21}) ==
         "sampling.top_logprobs must be in [0, 20], got 21");
   CHECK(ErrorOf({.top_logprobs = 2}) == "sampling.top_logprobs requires sampling.logprobs");
-  auto bad_prompt = RequestSampler::Create({}, 10, std::vector<int32_t>{3, 12});
+  auto bad_prompt = SequenceSampler::Create({}, 10, std::vector<int32_t>{3, 12});
   REQUIRE_FALSE(bad_prompt.ok());
   CHECK(bad_prompt.status().message() == "prompt token id must be in [0, 10), got 12");
-  auto s = Make({}, 4);
-  auto wrong = s->Sample(std::vector<float>{1, 2, 3});
-  REQUIRE_FALSE(wrong.ok());
-  CHECK(wrong.status().message() == "logits have 3 entries, vocab_size is 4");
 }
 
 TEST_CASE("greedy takes the argmax, ties to the lowest id", "[sampler]") {
   auto s = Make({.temperature = 0.0f}, 5);
-  CHECK(Draw(*s, {0, 3, 1, 3, -2}) == 1);
-  CHECK(Draw(*s, {NAN, -1, -5, -1, -9}) == 1);
+  CHECK(Draw(s, {0, 3, 1, 3, -2}) == 1);
+  CHECK(Draw(s, {NAN, -1, -5, -1, -9}) == 1);
   auto k1 = Make({.top_k = 1}, 3);
-  CHECK(Draw(*k1, {0, 1, 2}) == 2);
+  CHECK(Draw(k1, {0, 1, 2}) == 2);
 }
 
 TEST_CASE("sampling follows the distribution", "[sampler]") {
@@ -68,7 +99,7 @@ TEST_CASE("sampling follows the distribution", "[sampler]") {
   auto s = Make({.seed = 7}, 3);
   std::map<int32_t, int> counts;
   const int n = 20000;
-  for (int i = 0; i < n; ++i) ++counts[Draw(*s, logits)];
+  for (int i = 0; i < n; ++i) ++counts[Draw(s, logits)];
   CHECK(counts[0] / double(n) == Approx(0.5).margin(0.02));
   CHECK(counts[1] / double(n) == Approx(0.3).margin(0.02));
   CHECK(counts[2] / double(n) == Approx(0.2).margin(0.02));
@@ -76,7 +107,7 @@ TEST_CASE("sampling follows the distribution", "[sampler]") {
   // Temperature 0.5 squares the odds: 25 : 9 : 4.
   auto cold = Make({.temperature = 0.5f, .seed = 8}, 3);
   counts.clear();
-  for (int i = 0; i < n; ++i) ++counts[Draw(*cold, logits)];
+  for (int i = 0; i < n; ++i) ++counts[Draw(cold, logits)];
   CHECK(counts[0] / double(n) == Approx(25.0 / 38).margin(0.02));
 }
 
@@ -86,7 +117,7 @@ TEST_CASE("top-k, top-p and min-p cut the tail", "[sampler]") {
   auto run = [&](const SamplingParams& p) {
     auto s = Make(p, 4);
     std::map<int32_t, int> counts;
-    for (int i = 0; i < 4000; ++i) ++counts[Draw(*s, logits)];
+    for (int i = 0; i < 4000; ++i) ++counts[Draw(s, logits)];
     return counts;
   };
   auto k2 = run({.top_k = 2, .seed = 1});
@@ -110,9 +141,9 @@ TEST_CASE("the same seed gives the same tokens", "[sampler]") {
   auto c = Make({.temperature = 0.8f, .top_p = 0.9f, .seed = 999}, 50);
   std::vector<int32_t> ta, tb, tc;
   for (int i = 0; i < 64; ++i) {
-    ta.push_back(Draw(*a, logits));
-    tb.push_back(Draw(*b, logits));
-    tc.push_back(Draw(*c, logits));
+    ta.push_back(Draw(a, logits));
+    tb.push_back(Draw(b, logits));
+    tc.push_back(Draw(c, logits));
   }
   CHECK(ta == tb);
   CHECK(ta != tc);
@@ -122,25 +153,25 @@ TEST_CASE("penalties and logit_bias", "[sampler]") {
   // Repetition penalty 2 halves token 0's positive logit (it is in the
   // prompt): 4 -> 2 < 3.
   auto rep = Make({.temperature = 0.0f, .repetition_penalty = 2.0f}, 3, {0});
-  CHECK(Draw(*rep, {4, 3, 0}) == 1);
+  CHECK(Draw(rep, {4, 3, 0}) == 1);
   // ... and doubles a negative one: token 1 seen now, -1 -> -2 < -1.5.
-  CHECK(Draw(*rep, {-9, -1, -1.5f}) == 2);
+  CHECK(Draw(rep, {-9, -1, -1.5f}) == 2);
 
   // Presence penalty applies to generated tokens only.
   auto pres = Make({.temperature = 0.0f, .presence_penalty = 1.5f}, 3, {1});
-  CHECK(Draw(*pres, {2, 1, 0}) == 0);
-  CHECK(Draw(*pres, {2, 1, 0}) == 1);  // 2 - 1.5 = 0.5 < 1
+  CHECK(Draw(pres, {2, 1, 0}) == 0);
+  CHECK(Draw(pres, {2, 1, 0}) == 1);  // 2 - 1.5 = 0.5 < 1
 
   auto freq = Make({.temperature = 0.0f, .frequency_penalty = 0.4f}, 2);
-  CHECK(Draw(*freq, {1, 0}) == 0);  // count 1 -> 0.6
-  CHECK(Draw(*freq, {1, 0}) == 0);  // count 2 -> 0.2
-  CHECK(Draw(*freq, {1, 0}) == 0);  // 1 - 0.8 = 0.2 > 0 still
-  CHECK(Draw(*freq, {1, 0}) == 1);  // 1 - 1.2 < 0
+  CHECK(Draw(freq, {1, 0}) == 0);  // count 1 -> 0.6
+  CHECK(Draw(freq, {1, 0}) == 0);  // count 2 -> 0.2
+  CHECK(Draw(freq, {1, 0}) == 0);  // 1 - 0.8 = 0.2 > 0 still
+  CHECK(Draw(freq, {1, 0}) == 1);  // 1 - 1.2 < 0
 
   auto bias = Make({.temperature = 1.0f, .logit_bias = {{2, 100.0f}}, .seed = 3}, 3);
-  for (int i = 0; i < 20; ++i) CHECK(Draw(*bias, {5, 5, 0}) == 2);
+  for (int i = 0; i < 20; ++i) CHECK(Draw(bias, {5, 5, 0}) == 2);
   auto ban = Make({.temperature = 0.0f, .logit_bias = {{0, -100.0f}}}, 3);
-  CHECK(Draw(*ban, {50, 1, 0}) == 1);
+  CHECK(Draw(ban, {50, 1, 0}) == 1);
 }
 
 TEST_CASE("logprobs of the chosen token and the top alternatives", "[sampler]") {
@@ -148,20 +179,17 @@ TEST_CASE("logprobs of the chosen token and the top alternatives", "[sampler]") 
   auto s = Make({.temperature = 0.0f, .logit_bias = {{3, 10.0f}}, .logprobs = true,
                  .top_logprobs = 3},
                 4);
-  auto t = s->Sample(logits);
-  REQUIRE(t.ok());
+  SampledToken drawn = s.Sample(logits);
   const double z = std::log(std::exp(1.0) + std::exp(3.0) + std::exp(2.0) + std::exp(0.0));
-  CHECK(t->token == 3);  // the bias picks it; logprobs stay those of the raw model
-  CHECK(t->logprob == Approx(0.0 - z).margin(1e-5));
-  REQUIRE(t->top_logprobs.size() == 3);
-  CHECK(t->top_logprobs[0].token == 1);
-  CHECK(t->top_logprobs[0].logprob == Approx(3.0 - z).margin(1e-5));
-  CHECK(t->top_logprobs[1].token == 2);
-  CHECK(t->top_logprobs[2].token == 0);
+  CHECK(drawn.token == 3);  // the bias picks it; logprobs stay those of the raw model
+  CHECK(drawn.logprob == Approx(0.0 - z).margin(1e-5));
+  REQUIRE(drawn.top_logprobs.size() == 3);
+  CHECK(drawn.top_logprobs[0].token == 1);
+  CHECK(drawn.top_logprobs[0].logprob == Approx(3.0 - z).margin(1e-5));
+  CHECK(drawn.top_logprobs[1].token == 2);
+  CHECK(drawn.top_logprobs[2].token == 0);
   auto none = Make({.temperature = 0.0f}, 4);
-  auto u = none->Sample(logits);
-  REQUIRE(u.ok());
-  CHECK(u->top_logprobs.empty());
+  CHECK(none.Sample(logits).top_logprobs.empty());
 }
 
 }  // namespace

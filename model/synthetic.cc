@@ -109,7 +109,7 @@ absl::Status WriteText(const std::filesystem::path& path, const std::string& tex
 
 std::string SyntheticTokenizerJson(int64_t vocab_size) { return TokenizerJson(vocab_size); }
 
-absl::StatusOr<std::string> SyntheticPresetConfig(std::string_view preset, DType dtype) {
+absl::StatusOr<std::string> SyntheticPresetConfig(std::string_view preset, kernels::DType dtype) {
   json c;
   if (preset == "tiny" || preset == "tiny-qwen2" || preset == "tiny-qwen3") {
     c = {{"model_type", "llama"}, {"vocab_size", 320}, {"hidden_size", 64},
@@ -145,11 +145,11 @@ absl::StatusOr<std::string> SyntheticPresetConfig(std::string_view preset, DType
         "unknown preset \"", std::string(preset),
         "\" (known: tiny, tiny-qwen2, tiny-qwen3, tinyllama-1.1b, qwen2.5-0.5b)"));
   }
-  c["torch_dtype"] = dtype == DType::kBF16 ? "bfloat16" : dtype == DType::kF16 ? "float16" : "float32";
+  c["torch_dtype"] = dtype == kernels::DType::kBF16 ? "bfloat16" : dtype == kernels::DType::kF16 ? "float16" : "float32";
   return c.dump(2);
 }
 
-std::vector<TensorToWrite> SyntheticTensors(const ModelConfig& c, DType dtype, uint64_t seed) {
+std::vector<TensorToWrite> SyntheticTensors(const ModelConfig& c, kernels::DType dtype, uint64_t seed) {
   std::vector<TensorToWrite> out;
   auto add = [&](const std::string& name, std::vector<int64_t> shape, float center, float scale) {
     int64_t n = 1;
@@ -190,9 +190,9 @@ std::vector<TensorToWrite> SyntheticTensors(const ModelConfig& c, DType dtype, u
 }
 
 absl::Status WriteSyntheticCheckpoint(const SyntheticCheckpointOptions& options) {
-  if (!IsWeightDType(options.dtype)) {
+  if (!kernels::IsWeightDType(options.dtype)) {
     return absl::InvalidArgumentError(absl::StrCat("synthetic checkpoint dtype must be F32, F16 or BF16, got ",
-                                                   DTypeName(options.dtype)));
+                                                   kernels::DTypeName(options.dtype)));
   }
   ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::Parse(options.config_json));
   std::error_code ec;

@@ -13,7 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "model/config.h"
-#include "model/dtype.h"
+#include "kernels/dtype.h"
 #include "model/safetensors_writer.h"
 
 namespace kestrel::model {
@@ -22,13 +22,13 @@ namespace kestrel::model {
 // "tiny-qwen2" (biases, tied embeddings), "tiny-qwen3" (q/k norm, explicit
 // head_dim), "tinyllama-1.1b", "qwen2.5-0.5b". `torch_dtype` is written into
 // the config ("float32", "float16", "bfloat16").
-absl::StatusOr<std::string> SyntheticPresetConfig(std::string_view preset, DType dtype);
+absl::StatusOr<std::string> SyntheticPresetConfig(std::string_view preset, kernels::DType dtype);
 
 // Every tensor `config` needs, in `dtype`, with weights drawn from a
 // splitmix64 stream keyed by (seed, tensor name): matrices uniform in
 // +-1/sqrt(in_features) so activations stay O(1) through the layers, norm
 // scales near 1, biases small.
-std::vector<TensorToWrite> SyntheticTensors(const ModelConfig& config, DType dtype,
+std::vector<TensorToWrite> SyntheticTensors(const ModelConfig& config, kernels::DType dtype,
                                             uint64_t seed);
 
 struct SyntheticCheckpointOptions {
@@ -37,7 +37,7 @@ struct SyntheticCheckpointOptions {
   // config.json text (e.g. from SyntheticPresetConfig).
   std::string config_json = {};
   // Weight dtype: kF32, kF16 or kBF16.
-  DType dtype = DType::kF32;
+  kernels::DType dtype = kernels::DType::kF32;
   uint64_t seed = 0;
   // Checkpoints larger than this are sharded with an index (HF default 5 GB;
   // default here 2 GiB so the 1.1B BF16 preset exercises sharding).

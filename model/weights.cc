@@ -32,9 +32,9 @@ class Binder {
                                                      " has shape ", ShapeString(t->shape),
                                                      ", config.json implies ", ShapeString(shape)));
     }
-    if (!IsWeightDType(t->dtype)) {
+    if (!kernels::IsWeightDType(t->dtype)) {
       return absl::InvalidArgumentError(absl::StrCat("tensor \"", name, "\" in ", t->file,
-                                                     " has dtype ", DTypeName(t->dtype),
+                                                     " has dtype ", kernels::DTypeName(t->dtype),
                                                      "; weights must be F32, F16 or BF16"));
     }
     used_.insert(name);
@@ -43,13 +43,13 @@ class Binder {
 
   absl::StatusOr<Matrix> GetMatrix(const std::string& name, int64_t rows, int64_t cols) {
     ASSIGN_OR_RETURN(const LoadedTensor* t, Get(name, {rows, cols}));
-    return Matrix{t->data, t->dtype, rows, cols};
+    return Matrix{t->data, t->dtype, rows, cols, cols};
   }
 
   absl::StatusOr<Vec> GetVec(const std::string& name, int64_t n) {
     ASSIGN_OR_RETURN(const LoadedTensor* t, Get(name, {n}));
     Vec v(n);
-    for (int64_t i = 0; i < n; ++i) v[i] = LoadAsF32(t->data, t->dtype, i);
+    for (int64_t i = 0; i < n; ++i) v[i] = kernels::LoadAsF32(t->data, t->dtype, i);
     return v;
   }
 
@@ -132,9 +132,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Create(
 }
 
 uint64_t ModelWeights::matrix_bytes_per_token() const {
-  auto bytes = [](const Matrix& m) {
-    return static_cast<uint64_t>(m.rows * m.cols * DTypeSize(m.dtype));
-  };
+  auto bytes = [](const Matrix& m) { return m.bytes(); };
   uint64_t total = bytes(lm_head_);
   for (const LayerWeights& l : layers_) {
     total += bytes(l.q_proj) + bytes(l.k_proj) + bytes(l.v_proj) + bytes(l.o_proj) +

@@ -12,19 +12,38 @@
 
 #include "absl/status/statusor.h"
 #include "model/config.h"
-#include "model/dtype.h"
+#include "kernels/dtype.h"
 #include "model/safetensors.h"
 
 namespace kestrel::model {
 
 // A 2-D weight matrix in the checkpoint's dtype, row-major
 // [rows, cols] = [out_features, in_features] (the PyTorch nn.Linear layout,
-// so y = x W^T). Points into the checkpoint's memory; not owned.
+// so y = x W^T), with a row stride `ld` in elements (>= cols). A slice is a
+// view: a tensor-parallel shard of a column-parallel layer (q/k/v,
+// gate/up) takes rows, of a row-parallel one (o_proj, down_proj) columns,
+// and neither copies. Points into the checkpoint's memory; not owned.
 struct Matrix {
   const void* data = nullptr;
-  DType dtype = DType::kF32;
+  kernels::DType dtype = kernels::DType::kF32;
   int64_t rows = 0;
   int64_t cols = 0;
+  int64_t ld = 0;
+
+  // Rows [begin, end). REQUIRES: 0 <= begin <= end <= rows.
+  Matrix RowSlice(int64_t begin, int64_t end) const {
+    return {static_cast<const char*>(data) + begin * ld * kernels::DTypeSize(dtype), dtype,
+            end - begin, cols, ld};
+  }
+  // Columns [begin, end). REQUIRES: 0 <= begin <= end <= cols.
+  Matrix ColSlice(int64_t begin, int64_t end) const {
+    return {static_cast<const char*>(data) + begin * kernels::DTypeSize(dtype), dtype, rows,
+            end - begin, ld};
+  }
+  // Bytes a pass over the matrix reads (rows * cols elements).
+  uint64_t bytes() const {
+    return static_cast<uint64_t>(rows * cols * kernels::DTypeSize(dtype));
+  }
 };
 
 // Small vectors (norm scales, biases) upcast to float once at load, so

@@ -29,7 +29,7 @@ struct Checkpoint {
   std::vector<TensorToWrite> tensors;
 };
 
-Checkpoint Preset(const std::string& preset, DType dtype = DType::kF32) {
+Checkpoint Preset(const std::string& preset, kernels::DType dtype = kernels::DType::kF32) {
   Checkpoint c;
   auto json = SyntheticPresetConfig(preset, dtype);
   REQUIRE(json.ok());
@@ -71,14 +71,14 @@ TEST_CASE("stories260K weights bind to the config", "[weights]") {
 }
 
 TEST_CASE("qwen2 biases and qwen3 q/k norms are bound", "[weights]") {
-  auto q2 = LoadFrom("qwen2", Preset("tiny-qwen2", DType::kBF16));
+  auto q2 = LoadFrom("qwen2", Preset("tiny-qwen2", kernels::DType::kBF16));
   REQUIRE(q2.ok());
   CHECK((*q2)->layers()[1].q_bias.size() == 64);
   CHECK((*q2)->layers()[1].v_bias.size() == 32);
   CHECK((*q2)->layers()[1].o_bias.empty());
-  CHECK((*q2)->layers()[1].q_proj.dtype == DType::kBF16);
+  CHECK((*q2)->layers()[1].q_proj.dtype == kernels::DType::kBF16);
   CHECK((*q2)->lm_head().data == (*q2)->embed_tokens().data);
-  auto q3 = LoadFrom("qwen3", Preset("tiny-qwen3", DType::kF16));
+  auto q3 = LoadFrom("qwen3", Preset("tiny-qwen3", kernels::DType::kF16));
   REQUIRE(q3.ok());
   CHECK((*q3)->layers()[0].q_norm.size() == 32);
   CHECK((*q3)->layers()[0].q_proj.rows == 128);  // 4 heads * head_dim 32
@@ -108,7 +108,7 @@ TEST_CASE("inconsistent checkpoints name the tensor", "[weights]") {
     Checkpoint c = Preset("tiny");
     for (TensorToWrite& t : c.tensors) {
       if (t.name == "model.norm.weight") {
-        t.dtype = DType::kI32;  // same byte size as F32
+        t.dtype = kernels::DType::kI32;  // same byte size as F32
       }
     }
     CHECK(ErrorOf("dtype", c) ==
@@ -117,7 +117,7 @@ TEST_CASE("inconsistent checkpoints name the tensor", "[weights]") {
   }
   SECTION("tensor the config does not describe") {
     Checkpoint c = Preset("tiny");
-    c.tensors.push_back({"model.layers.0.self_attn.q_proj.bias", DType::kF32, {64},
+    c.tensors.push_back({"model.layers.0.self_attn.q_proj.bias", kernels::DType::kF32, {64},
                          std::string(256, '\0')});
     CHECK_THAT(ErrorOf("extra", c),
                Catch::StartsWith("tensor \"model.layers.0.self_attn.q_proj.bias\" in "

@@ -9,8 +9,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "engine/runner_executor.h"
-#include "model/model_runner.h"
+#include "engine/worker_executor.h"
+#include "model/weights.h"
+#include "model/worker.h"
 #include "model/synthetic.h"
 
 namespace kestrel::server {
@@ -63,35 +64,36 @@ class TempDir {
 
 absl::StatusOr<LoadedModel> LoadModel(const ModelLoadOptions& options) {
   LoadedModel loaded;
-  model::ModelRunner::Options runner_options;
-  runner_options.num_threads = options.num_threads;
-  runner_options.kv_cache_bytes = options.kv_cache_bytes;
-  runner_options.bf16_dot = options.bf16_dot;
-  runner_options.kv_cache_dtype = options.kv_cache_dtype;
-  runner_options.storage = options.mmap_weights
-                               ? model::SafetensorsCheckpoint::Storage::kFileMmap
-                               : model::SafetensorsCheckpoint::Storage::kAnonymous;
+  model::Worker::Options worker_options;
+  worker_options.threads = options.num_threads;
+  worker_options.runner.kv_cache_bytes = options.kv_cache_bytes;
+  worker_options.runner.bf16_dot = options.bf16_dot;
+  worker_options.runner.kv_cache_dtype = options.kv_cache_dtype;
+  const model::SafetensorsCheckpoint::Storage storage =
+      options.mmap_weights ? model::SafetensorsCheckpoint::Storage::kFileMmap
+                           : model::SafetensorsCheckpoint::Storage::kAnonymous;
   std::string name = options.model_name;
 
-  std::unique_ptr<model::ModelRunner> runner;
+  std::unique_ptr<model::Worker> worker;
   if (options.model == "demo") {
     // The demo checkpoint is generated, loaded into anonymous memory, and
     // its files deleted: nothing of it stays on disk.
     ASSIGN_OR_RETURN(TempDir dir, TempDir::Create());
-    ASSIGN_OR_RETURN(std::string config, model::SyntheticPresetConfig("tiny", model::DType::kF32));
+    ASSIGN_OR_RETURN(std::string config, model::SyntheticPresetConfig("tiny", kernels::DType::kF32));
     model::SyntheticCheckpointOptions synth;
     synth.dir = dir.path();
     synth.config_json = config;
-    synth.dtype = model::DType::kF32;
+    synth.dtype = kernels::DType::kF32;
     synth.seed = kDemoSeed;
     synth.write_tokenizer = false;
     RETURN_IF_ERROR(model::WriteSyntheticCheckpoint(synth));
-    runner_options.model_dir = dir.path();
-    runner_options.storage = model::SafetensorsCheckpoint::Storage::kAnonymous;
-    ASSIGN_OR_RETURN(runner, model::ModelRunner::Create(runner_options));
+    ASSIGN_OR_RETURN(std::unique_ptr<model::ModelWeights> weights,
+                     model::ModelWeights::Load(
+                         {.dir = dir.path(), .storage = model::SafetensorsCheckpoint::Storage::kAnonymous}));
+    ASSIGN_OR_RETURN(worker, model::Worker::Create(worker_options, std::move(weights)));
     ASSIGN_OR_RETURN(loaded.tokenizer,
                      tokenizer::Tokenizer::FromJson(
-                         model::SyntheticTokenizerJson(runner->config().vocab_size), "", {}));
+                         model::SyntheticTokenizerJson(worker->runner().config().vocab_size), "", {}));
     if (name.empty()) name = "demo";
   } else {
     const fs::path dir(options.model);
@@ -100,29 +102,35 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelLoadOptions& options) {
       return absl::NotFoundError(
           absl::StrCat("--model=", options.model, " is neither \"demo\" nor a directory"));
     }
-    runner_options.model_dir = dir;
-    ASSIGN_OR_RETURN(runner, model::ModelRunner::Create(runner_options));
-    absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
-        tokenizer::Tokenizer::LoadFromDirectory(dir.string(), {});
-    if (!tok.ok()) {
-      return absl::Status(tok.status().code(), absl::StrCat("loading the tokenizer of --model=",
-                                                            options.model, ": ",
-                                                            tok.status().message()));
+    ASSIGN_OR_RETURN(std::unique_ptr<model::ModelWeights> weights,
+                     model::ModelWeights::Load({.dir = dir, .storage = storage}));
+    ASSIGN_OR_RETURN(worker, model::Worker::Create(worker_options, std::move(weights)));
+    if (options.require_tokenizer || fs::exists(dir / "tokenizer.json")) {
+      absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
+          tokenizer::Tokenizer::LoadFromDirectory(dir.string(), {});
+      if (!tok.ok()) {
+        return absl::Status(tok.status().code(), absl::StrCat("loading the tokenizer of --model=",
+                                                              options.model, ": ",
+                                                              tok.status().message()));
+      }
+      loaded.tokenizer = std::move(*tok);
     }
-    loaded.tokenizer = std::move(*tok);
     if (name.empty()) name = fs::absolute(dir).lexically_normal().filename().string();
     if (name.empty()) name = fs::absolute(dir).lexically_normal().parent_path().filename().string();
   }
+  const model::ModelRunner& runner = worker->runner();
+  loaded.backend = worker->Describe();
 
-  const model::ModelConfig& config = runner->config();
-  loaded.kv_cache_dtype = std::string(kernels::DTypeName(runner->kv_cache_dtype()));
-  if (loaded.tokenizer->vocab_size() > config.vocab_size) {
+  const model::ModelConfig& config = runner.config();
+  loaded.kv_cache_dtype = std::string(kernels::DTypeName(runner.kv_cache_dtype()));
+  if (loaded.tokenizer != nullptr && loaded.tokenizer->vocab_size() > config.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat(
         "the tokenizer has ids up to ", loaded.tokenizer->vocab_size() - 1,
         " but the model's vocab_size is ", config.vocab_size));
   }
   for (int64_t eos : config.eos_token_ids) loaded.eos_token_ids.push_back(static_cast<int32_t>(eos));
-  if (loaded.eos_token_ids.empty() && loaded.tokenizer->config().eos_id.has_value()) {
+  if (loaded.eos_token_ids.empty() && loaded.tokenizer != nullptr &&
+      loaded.tokenizer->config().eos_id.has_value()) {
     loaded.eos_token_ids.push_back(*loaded.tokenizer->config().eos_id);
   }
 
@@ -130,18 +138,22 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelLoadOptions& options) {
   info.set_name(name);
   info.set_architecture(std::string(model::ModelTypeName(config.model_type)));
   info.set_vocab_size(static_cast<int32_t>(config.vocab_size));
-  info.set_dtype(model::DTypeName(runner->weights().embed_tokens().dtype));
+  info.set_dtype(kernels::DTypeName(runner.weights().embed_tokens().dtype));
   if (!config.bos_token_ids.empty()) {
     info.set_bos_token_id(static_cast<int32_t>(config.bos_token_ids[0]));
-  } else if (loaded.tokenizer->config().bos_id.has_value()) {
+  } else if (loaded.tokenizer != nullptr && loaded.tokenizer->config().bos_id.has_value()) {
     info.set_bos_token_id(*loaded.tokenizer->config().bos_id);
   }
   info.mutable_eos_token_ids()->Add(loaded.eos_token_ids.begin(), loaded.eos_token_ids.end());
-  info.set_has_chat_template(!loaded.tokenizer->config().chat_template.empty());
-  info.set_num_parameters(CountParameters(runner->weights()));
+  info.set_has_chat_template(loaded.tokenizer != nullptr &&
+                             !loaded.tokenizer->config().chat_template.empty());
+  info.set_num_parameters(CountParameters(runner.weights()));
+  loaded.weight_bytes_per_token = runner.weights().matrix_bytes_per_token();
 
-  ASSIGN_OR_RETURN(std::unique_ptr<engine::RunnerExecutor> executor,
-                   engine::RunnerExecutor::Create(std::move(runner), options.max_model_len));
+  std::vector<std::unique_ptr<model::Worker>> workers;
+  workers.push_back(std::move(worker));
+  ASSIGN_OR_RETURN(std::unique_ptr<engine::WorkerExecutor> executor,
+                   engine::WorkerExecutor::Create(std::move(workers), options.max_model_len));
   info.set_context_length(executor->max_model_len());
   loaded.executor = std::move(executor);
   return loaded;

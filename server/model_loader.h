@@ -39,15 +39,23 @@ struct ModelLoadOptions {
   bool bf16_dot = true;
   // KV cache element type (auto: BF16 for BF16 checkpoints, else F32).
   model::KvCacheDType kv_cache_dtype = model::KvCacheDType::kAuto;
+  // A directory without tokenizer.json is an error; false loads the model
+  // without one (token ids only: kestrel-generate --prompt-ids).
+  bool require_tokenizer = true;
 };
 
 struct LoadedModel {
+  // Null only when !require_tokenizer and the directory has none.
   std::unique_ptr<tokenizer::Tokenizer> tokenizer;
   std::unique_ptr<engine::ModelExecutor> executor;
   kestrel::v1::ModelInfo info;
   std::vector<int32_t> eos_token_ids;
   // The KV cache's element type once "auto" is resolved ("F32" or "BF16").
   std::string kv_cache_dtype;
+  // What the model runs on: "cpu (avx512, 2 threads)".
+  std::string backend;
+  // Matrix bytes one decode step reads (the memory-bandwidth bound).
+  uint64_t weight_bytes_per_token = 0;
 };
 
 // Errors name the path or flag at fault (missing config.json, bad

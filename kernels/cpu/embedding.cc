@@ -1,6 +1,7 @@
 // Embedding gather (see embedding.h).
 #include "kernels/cpu/embedding.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -38,6 +39,23 @@ absl::Status EmbeddingGather(const void* table, DType table_dtype, int64_t vocab
   for (int64_t t = 0; t < num_tokens; ++t) {
     ConvertToF32(base + static_cast<int64_t>(ids[t]) * row_bytes, table_dtype, dim,
                  out + t * out_stride);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GatherRows(const float* src, int64_t src_stride, const int32_t* rows,
+                        int64_t num_rows, int64_t dim, float* dst, int64_t dst_stride) {
+  if (num_rows < 0 || dim < 0 || src_stride < dim || dst_stride < dim) {
+    return absl::InvalidArgumentError(absl::StrCat("gather rows: num_rows ", num_rows, ", dim ",
+                                                   dim, ", strides ", src_stride, "/", dst_stride,
+                                                   " are inconsistent"));
+  }
+  for (int64_t r = 0; r < num_rows; ++r) {
+    if (rows[r] < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("gather rows: rows[", r, "] = ", rows[r], " is negative"));
+    }
+    std::copy_n(src + rows[r] * src_stride, dim, dst + r * dst_stride);
   }
   return absl::OkStatus();
 }

@@ -19,6 +19,11 @@ absl::Status EmbeddingGather(const void* table, DType table_dtype, int64_t vocab
                              int64_t dim, const int32_t* ids, int64_t num_tokens, float* out,
                              int64_t out_stride);
 
+// dst[r, :] = src[rows[r], :] (see Ops::GatherRows). A negative row index is
+// an InvalidArgument error naming it.
+absl::Status GatherRows(const float* src, int64_t src_stride, const int32_t* rows,
+                        int64_t num_rows, int64_t dim, float* dst, int64_t dst_stride);
+
 }  // namespace kestrel::kernels::cpu
 
 #endif  // KESTREL_KERNELS_CPU_EMBEDDING_H_

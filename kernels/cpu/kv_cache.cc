@@ -1,6 +1,7 @@
 // KV-cache write (see kv_cache.h and docs/kv_cache.md).
 #include "kernels/cpu/kv_cache.h"
 
+#include <cstring>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -76,6 +77,35 @@ absl::Status WriteKvCache(const float* k, int64_t k_stride, const float* v, int6
   } else {
     Write(k, k_stride, v, v_stride, slot_mapping, num_tokens, num_kv_heads, head_dim,
           static_cast<float*>(k_cache), static_cast<float*>(v_cache), block_size);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CopyBlocks(void* base, int64_t num_arrays, int64_t array_stride, int64_t block_bytes,
+                        int64_t num_blocks, const int32_t* pairs, int64_t num_pairs) {
+  if (num_arrays < 0 || block_bytes < 0 || num_pairs < 0 ||
+      array_stride < num_blocks * block_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "copy blocks: num_arrays ", num_arrays, ", array_stride ", array_stride,
+        ", block_bytes ", block_bytes, ", num_blocks ", num_blocks, " are inconsistent"));
+  }
+  for (int64_t i = 0; i < num_pairs; ++i) {
+    const int32_t src = pairs[2 * i], dst = pairs[2 * i + 1];
+    if (src < 0 || src >= num_blocks || dst < 0 || dst >= num_blocks) {
+      return absl::InvalidArgumentError(absl::StrCat("KV block copy ", src, " -> ", dst,
+                                                     " is outside the pool of ", num_blocks,
+                                                     " blocks"));
+    }
+  }
+  char* bytes = static_cast<char*>(base);
+  for (int64_t i = 0; i < num_pairs; ++i) {
+    const int64_t src = pairs[2 * i], dst = pairs[2 * i + 1];
+    if (src == dst) continue;
+    for (int64_t a = 0; a < num_arrays; ++a) {
+      char* array = bytes + a * array_stride;
+      std::memcpy(array + dst * block_bytes, array + src * block_bytes,
+                  static_cast<size_t>(block_bytes));
+    }
   }
   return absl::OkStatus();
 }

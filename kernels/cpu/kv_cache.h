@@ -26,6 +26,11 @@ absl::Status WriteKvCache(const float* k, int64_t k_stride, const float* v, int6
                           int64_t head_dim, void* k_cache, void* v_cache, int64_t num_blocks,
                           int64_t block_size, DType cache_dtype = DType::kF32);
 
+// Copy-on-write of whole blocks in every array of the pool (see
+// Ops::CopyBlocks). pairs: [num_pairs, 2] (src, dst).
+absl::Status CopyBlocks(void* base, int64_t num_arrays, int64_t array_stride, int64_t block_bytes,
+                        int64_t num_blocks, const int32_t* pairs, int64_t num_pairs);
+
 }  // namespace kestrel::kernels::cpu
 
 #endif  // KESTREL_KERNELS_CPU_KV_CACHE_H_

@@ -1,27 +1,22 @@
-// Row-wise reductions over vocabulary logits for the sampler: softmax,
-// log-softmax, argmax. All in F32 with the max subtracted first.
+// Sampling on the CPU: one token per SampleRow from its logits row (bans,
+// repetition/presence/frequency penalties, logit bias, greedy or
+// temperature with top-k/top-p/min-p, logprobs and top logprobs), rows in
+// parallel on the thread pool. The semantics are in kernels/ops.h
+// (SampleRow, TokenAdjust, SampleParams).
 #ifndef KESTREL_KERNELS_CPU_SAMPLING_H_
 #define KESTREL_KERNELS_CPU_SAMPLING_H_
 
-#include <cstdint>
-
 #include "absl/status/status.h"
+#include "kernels/cpu/thread_pool.h"
+#include "kernels/ops.h"
 
 namespace kestrel::kernels::cpu {
 
-// logits: [rows, vocab] row stride in_stride; out: [rows, vocab] row stride
-// out_stride; out may equal logits. -inf logits (masked tokens) give
-// probability 0; a row that is all -inf gives NaN-free zeros for Softmax and
-// -inf for LogSoftmax. REQUIRES vocab >= 1.
-absl::Status Softmax(const float* logits, int64_t in_stride, float* out, int64_t out_stride,
-                     int64_t rows, int64_t vocab);
-absl::Status LogSoftmax(const float* logits, int64_t in_stride, float* out, int64_t out_stride,
-                        int64_t rows, int64_t vocab);
-
-// ids[r] = index of the largest logit of row r; ties go to the lowest index;
-// NaNs are skipped (an all-NaN row gives 0). ids: [rows].
-absl::Status Argmax(const float* logits, int64_t in_stride, int64_t rows, int64_t vocab,
-                    int32_t* ids);
+// Errors (InvalidArgument naming the row and field): a logits_row outside
+// [0, num_logits_rows), an adjust range outside [0, num_adjust), a token
+// outside the vocabulary, num_top_logprobs above max_top_logprobs. `pool`
+// may be null.
+absl::Status Sample(const SampleParams& p, ThreadPool* pool);
 
 }  // namespace kestrel::kernels::cpu
 

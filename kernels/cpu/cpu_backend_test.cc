@@ -1,16 +1,19 @@
-// The CPU Ops object: every op forwards to its kernel (checked against the
-// references on a small attention block run end to end through the
-// interface), and errors come back as statuses.
-#include "kernels/cpu/cpu_ops.h"
+// The CPU backend: its device (host memory, copies, RAII buffers) and its
+// Ops, every one forwarding to its kernel (checked against the references
+// on a small attention block run end to end through the interface), with
+// errors coming back as statuses.
+#include "kernels/cpu/cpu_backend.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
 #include "kernels/cpu/reference.h"
 #include "kernels/cpu/test_util.h"
-#include "kernels/cpu/thread_pool.h"
 #include "kernels/rope_tables.h"
 
 namespace kestrel::kernels::cpu {
@@ -22,9 +25,9 @@ using testing::RandomVector;
 // One attention block of a tiny GQA model for a 7-token prompt, through the
 // Ops interface, against the references.
 TEST_CASE("An attention block through the Ops interface", "[cpu_ops]") {
-  auto pool = ThreadPool::Create({.num_threads = 2});
-  REQUIRE(pool.ok());
-  std::unique_ptr<Ops> ops = CreateCpuOps({.pool = pool->get()});
+  auto backend = CreateCpuBackend({.num_threads = 2});
+  REQUIRE(backend.ok());
+  Ops* ops = &(*backend)->ops();
   const int64_t vocab = 19, hidden = 64, heads = 4, kv_heads = 2, d = 16, tokens = 7;
   const int64_t qkv_n = (heads + 2 * kv_heads) * d, max_pos = 32;
 
@@ -109,20 +112,78 @@ TEST_CASE("An attention block through the Ops interface", "[cpu_ops]") {
   CHECK(CompareClose(attn.data(), rattn.data(), attn.size(), 1e-4f, 1e-4f) == "");
 
   // The remaining ops, and an error coming back through the interface.
-  std::vector<float> sum(x.size()), act(static_cast<size_t>(tokens * 8));
-  REQUIRE(ops->Add(x.data(), hidden, h.data(), hidden, sum.data(), hidden, tokens, hidden).ok());
-  CHECK(sum[5] == x[5] + h[5]);
+  std::vector<float> act(static_cast<size_t>(tokens * 8));
   REQUIRE(ops->SiluAndMul(x.data(), hidden, h.data(), hidden, act.data(), 8, tokens, 8).ok());
   CHECK(act[3] == Approx(x[3] / (1 + std::exp(-x[3])) * h[3]));
-  std::vector<float> probs(x.size()), logp(x.size());
-  std::vector<int32_t> best(tokens);
-  REQUIRE(ops->Softmax(x.data(), hidden, probs.data(), hidden, tokens, hidden).ok());
-  REQUIRE(ops->LogSoftmax(x.data(), hidden, logp.data(), hidden, tokens, hidden).ok());
-  REQUIRE(ops->Argmax(x.data(), hidden, tokens, hidden, best.data()).ok());
-  CHECK(std::log(probs[best[0]]) == Approx(logp[best[0]]).margin(1e-5));
+  const std::vector<int32_t> rows = {6, 0, 6};
+  std::vector<float> gathered(static_cast<size_t>(3 * hidden));
+  REQUIRE(ops->GatherRows(x.data(), hidden, rows.data(), 3, hidden, gathered.data(), hidden).ok());
+  CHECK(std::equal(gathered.begin(), gathered.begin() + hidden, x.begin() + 6 * hidden));
+  CHECK(std::equal(gathered.begin() + hidden, gathered.begin() + 2 * hidden, x.begin()));
   const std::vector<int32_t> bad_ids = {vocab};
   CHECK(absl::IsInvalidArgument(ops->EmbeddingGather(emb.data(), DType::kBF16, vocab, hidden,
                                                      bad_ids.data(), 1, x.data(), hidden)));
+}
+
+TEST_CASE("CopyBlocks copies whole blocks in every array", "[cpu_ops]") {
+  auto backend = CreateCpuBackend({.num_threads = 1});
+  REQUIRE(backend.ok());
+  // 3 arrays of 4 blocks of 2 floats, 40 bytes apart (8 bytes of slack).
+  std::vector<float> pool(30);
+  for (size_t i = 0; i < pool.size(); ++i) pool[i] = static_cast<float>(i);
+  const std::vector<float> before = pool;
+  const std::vector<int32_t> pairs = {1, 3, 0, 0};
+  REQUIRE((*backend)->ops().CopyBlocks(pool.data(), 3, 40, 8, 4, pairs.data(), 2).ok());
+  for (int a = 0; a < 3; ++a) {
+    const size_t base = static_cast<size_t>(a) * 10;
+    CHECK(pool[base + 6] == before[base + 2]);
+    CHECK(pool[base + 7] == before[base + 3]);
+    for (size_t i : {0, 1, 2, 3, 4, 5, 8, 9}) CHECK(pool[base + i] == before[base + i]);
+  }
+  const std::vector<int32_t> bad = {0, 4};
+  const absl::Status s = (*backend)->ops().CopyBlocks(pool.data(), 3, 40, 8, 4, bad.data(), 1);
+  CHECK(absl::IsInvalidArgument(s));
+  CHECK(s.message().find("0 -> 4") != std::string::npos);
+}
+
+TEST_CASE("The CPU device: buffers, copies, memset", "[cpu_ops]") {
+  auto backend = CreateCpuBackend({.num_threads = 1});
+  REQUIRE(backend.ok());
+  Device& device = (*backend)->device();
+  CHECK(device.host_memory());
+  CHECK((*backend)->Describe().rfind("cpu (", 0) == 0);
+  auto empty = device.Allocate(0, "nothing");
+  REQUIRE(empty.ok());
+  CHECK(empty->empty());
+  // Small (heap) and large (mapped) allocations, aligned for SIMD.
+  for (size_t bytes : {size_t{12}, size_t{4} << 20}) {
+    auto buffer = device.Allocate(bytes, "test");
+    REQUIRE(buffer.ok());
+    CHECK(reinterpret_cast<uintptr_t>(buffer->data()) % 64 == 0);
+    REQUIRE(device.Memset(buffer->data(), 0xab, bytes).ok());
+    std::vector<uint8_t> host(bytes);
+    REQUIRE(device.CopyToHost(host.data(), buffer->data(), bytes).ok());
+    CHECK(host.front() == 0xab);
+    CHECK(host.back() == 0xab);
+    host[0] = 7;
+    REQUIRE(device.CopyToDevice(buffer->data(), host.data(), bytes).ok());
+    DeviceBuffer moved = std::move(*buffer);
+    CHECK(buffer->empty());
+    CHECK(moved.as<uint8_t>()[0] == 7);
+    auto copy = device.Allocate(bytes, "copy");
+    REQUIRE(copy.ok());
+    REQUIRE(device.CopyOnDevice(copy->data(), moved.data(), bytes).ok());
+    CHECK(copy->as<uint8_t>()[bytes - 1] == 0xab);
+  }
+  REQUIRE(device.Synchronize().ok());
+  auto free_bytes = device.FreeMemoryBytes();
+  REQUIRE(free_bytes.ok());
+  CHECK(*free_bytes > 0);
+  // An impossible allocation is an error naming what it was for.
+  auto huge = device.Allocate(size_t{1} << 62, "the KV pool");
+  REQUIRE_FALSE(huge.ok());
+  CHECK(huge.status().message().find("the KV pool") != std::string::npos);
+  CHECK_FALSE(CreateCpuBackend({.num_threads = -1}).ok());
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
-// Runs the kestrel-generate binary on stories260K and checks its JSON output
-// and --logits-out file against the golden files.
+// Runs the kestrel-generate binary (offline, on the serving engine) on
+// stories260K and checks its JSON output and --logits-out file against the
+// golden files, and its flag handling.
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -27,7 +28,7 @@ std::string ReadAll(const fs::path& p) {
 // Runs the tool; returns {exit status, combined stdout+stderr}.
 std::pair<int, std::string> RunTool(std::vector<std::string> args) {
   const fs::path tmp = kestrel::testing::MakeTempDir("kestrel_generate");
-  args.insert(args.begin(), kestrel::testing::RunfilePath("model/kestrel-generate").string());
+  args.insert(args.begin(), kestrel::testing::RunfilePath("server/kestrel-generate").string());
   auto p = Subprocess::Start(args, tmp / "out.txt");
   REQUIRE(p.has_value());
   auto status = p->WaitForExit(std::chrono::seconds(60));
@@ -85,12 +86,25 @@ TEST_CASE("kestrel-generate tokenizes --prompt text", "[kestrel_generate][golden
 
 TEST_CASE("kestrel-generate reports bad flags and models clearly", "[kestrel_generate]") {
   KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
+  // A value out of range is a usage error naming the field.
   auto [s1, o1] = RunTool({"--model=" + dir.string(), "--prompt-ids=1,2", "--top-p=1.5"});
-  CHECK(s1 == 1);
-  CHECK_THAT(o1, Catch::Contains("sampling.top_p must be in (0, 1], got 1.5"));
+  CHECK(s1 == 2);
+  CHECK(o1 == "kestrel-generate: sampling.top_p must be in (0, 1], got 1.5\n");
+  // A model that cannot load is a runtime error.
   auto [s2, o2] = RunTool({"--model=/nonexistent", "--prompt-ids=1"});
   CHECK(s2 == 1);
-  CHECK_THAT(o2, Catch::Contains("cannot open /nonexistent/config.json"));
+  CHECK_THAT(o2, Catch::Contains("--model=/nonexistent is neither \"demo\" nor a directory"));
+  // Unknown flags and bad values: exit 2, one line naming the flag.
+  auto [s3, o3] = RunTool({"--model=" + dir.string(), "--prompt-ids=1", "--no-such-flag"});
+  CHECK(s3 == 2);
+  CHECK(o3 == "kestrel-generate: unknown flag --no-such-flag (see --help)\n");
+  auto [s4, o4] = RunTool({"--model=" + dir.string(), "--prompt-ids=1", "--max-tokens=many"});
+  CHECK(s4 == 2);
+  CHECK(o4 == "kestrel-generate: --max-tokens: expected an integer, got \"many\"\n");
+  auto [s5, o5] = RunTool({"--help"});
+  CHECK(s5 == 0);
+  CHECK(o5.rfind("Usage: kestrel-generate [flags]\n", 0) == 0);
+  CHECK_THAT(o5, Catch::Contains("  --kv-cache-mib=MIB"));
 }
 
 }  // namespace

@@ -1,0 +1,22 @@
+#include "model/worker.h"
+
+#include <utility>
+
+#include "common/status_macros.h"
+#include "kernels/cpu/cpu_backend.h"
+
+namespace kestrel::model {
+
+Worker::~Worker() = default;
+
+absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(
+    const Options& options, std::shared_ptr<const ModelWeights> weights) {
+  std::unique_ptr<Worker> w(new Worker());
+  w->rank_ = options.rank;
+  ASSIGN_OR_RETURN(w->backend_, kernels::cpu::CreateCpuBackend({.num_threads = options.threads}));
+  ASSIGN_OR_RETURN(w->runner_,
+                   ModelRunner::Create(options.runner, std::move(weights), w->backend_.get()));
+  return w;
+}
+
+}  // namespace kestrel::model

@@ -1,0 +1,61 @@
+// A worker is one rank of the model: the backend it computes on (a CPU
+// thread pool today; a GPU next) and the model runner over that backend.
+// The engine's executor owns the workers and hands each step to all of
+// them. With tensor parallelism each rank's worker will hold its shard of
+// the weights (zero-copy row/column views, model/weights.h) and a
+// communicator; today there is one rank holding the whole model.
+//
+//   ASSIGN_OR_RETURN(auto weights, ModelWeights::Load({.dir = dir}));
+//   ASSIGN_OR_RETURN(auto worker, Worker::Create({.threads = 2}, std::move(weights)));
+//   RETURN_IF_ERROR(worker->Execute(step, &out));
+#ifndef KESTREL_MODEL_WORKER_H_
+#define KESTREL_MODEL_WORKER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kernels/backend.h"
+#include "model/model_runner.h"
+#include "model/weights.h"
+
+namespace kestrel::model {
+
+// Not thread-safe: one thread drives a worker.
+class Worker {
+ public:
+  struct Options {
+    // This worker's tensor-parallel rank (0: the only one today).
+    int rank = 0;
+    // CPU backend: threads running the kernels, including the caller; 0 =
+    // one per CPU.
+    int threads = 0;
+    ModelRunner::Options runner = {};
+  };
+
+  static absl::StatusOr<std::unique_ptr<Worker>> Create(
+      const Options& options, std::shared_ptr<const ModelWeights> weights);
+  ~Worker();
+
+  // Runs one step on this rank (see ModelRunner::Step).
+  absl::Status Execute(const StepInput& in, StepOutput* out) { return runner_->Step(in, out); }
+
+  int rank() const { return rank_; }
+  ModelRunner& runner() { return *runner_; }
+  const ModelRunner& runner() const { return *runner_; }
+  kernels::Backend& backend() { return *backend_; }
+  // "cpu (avx512, 2 threads)".
+  std::string Describe() const { return backend_->Describe(); }
+
+ private:
+  Worker() = default;
+
+  int rank_ = 0;
+  std::unique_ptr<kernels::Backend> backend_;
+  std::unique_ptr<ModelRunner> runner_;  // uses backend_; destroyed first
+};
+
+}  // namespace kestrel::model
+
+#endif  // KESTREL_MODEL_WORKER_H_
