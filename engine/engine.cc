@@ -198,7 +198,7 @@ absl::StatusOr<uint64_t> Engine::Submit(GenerateParams params, std::shared_ptr<R
   if (!accepting_) return absl::UnavailableError("server is draining; not accepting new requests");
   if (options_.max_queued_requests > 0 && queued_ >= options_.max_queued_requests) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "request queue is full (", queued_, " requests waiting; --max_queued_requests=",
+        "request queue is full (", queued_, " requests waiting; --max-queued-requests=",
         options_.max_queued_requests, "); retry later"));
   }
   const uint64_t handle = next_handle_++;
