@@ -225,7 +225,7 @@ TEST_CASE("a full queue answers RESOURCE_EXHAUSTED") {
     if (r.status.ok()) ++ok;
     if (r.status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
       ++exhausted;
-      CHECK_THAT(r.status.error_message(), Catch::Contains("max_queued_requests=2"));
+      CHECK_THAT(r.status.error_message(), Catch::Contains("--max-queued-requests=2"));
     }
   }
   CHECK(ok >= 1);
