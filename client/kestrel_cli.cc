@@ -84,6 +84,7 @@ constexpr int kMaxLogprobs = 20;
 
 void DeclareFlags(FlagSet& flags, Flags& f) {
   AddConnectionFlags(flags, &f.connection);
+  flags.Section("Calls and output");
   flags.Add("timeout", &f.timeout, "DURATION", "Deadline of each call (e.g. 30s, 2m)");
   flags.Add("max-attempts", &f.max_attempts, "N",
             "Attempts of idempotent calls answered UNAVAILABLE");
