@@ -215,6 +215,8 @@ engine::RequestLogFormat RequestLogFormatFor(const std::string& value) {
   return engine::RequestLogFormat::kText;
 }
 
+// Serves until SIGTERM/SIGINT; returns the exit code.
+// REQUIRES: CheckFlags(f) is empty.
 int Run(const Flags& f) {
   spdlog::set_level(spdlog::level::from_str(f.log_level));
   const model::KvCacheDType kv_dtype = *model::ParseKvCacheDType(f.kv_cache_dtype);
