@@ -121,18 +121,13 @@ TEST_CASE("Bad input gives a clear message and a non-zero exit") {
     std::string message;
   };
   const std::vector<Case> cases = {
-      {{"--num-requestz=5"}, 2, "unknown flag '--num-requestz=5'"},
-      {{"--request-rate=fast"}, 2, "--request_rate"},
       {{"--input-len=zipf:3", address}, 2, "length distribution 'zipf:3'"},
       {{"--dataset=/no/such/prompts.jsonl", address}, 2, "cannot read dataset"},
       {{"--dataset=" + WriteFile("{\"prompt\": \"ok\"}\n{\"prompt\": \n"), address},
        2,
        "prompts.jsonl:2: not valid JSON"},
-      {{"--backend=smoke-signals"}, 2, "--backend must be kestrel or openai"},
       {{"--num-requests=0"}, 2, "set a number of requests or a duration"},
-      {{"--arrivals=sometimes"}, 2, "--arrivals must be poisson or constant"},
       {{"--sweep=1,x"}, 2, "--sweep: 'x' is not a positive rate"},
-      {{"stray-argument"}, 2, "unexpected argument 'stray-argument'"},
       {{"--backend=openai", "--base-url=http://127.0.0.1:1", "--probe-timeout=2s"},
        3,
        "the server does not answer"},
@@ -151,7 +146,50 @@ TEST_CASE("Bad input gives a clear message and a non-zero exit") {
   Result unreachable = RunBench({"--address=" + closed, "--probe-timeout=2s"});
   CHECK(unreachable.exit_code == 3);
   CHECK(unreachable.output.find("the server does not answer") != std::string::npos);
-  CHECK(RunBench({"--help"}).exit_code == 0);
+}
+
+// The command-line contract shared by every binary (docs/cli.md): a usage
+// error is exit 2 and one stderr line naming the flag; --help is exit 0.
+TEST_CASE("Usage errors exit 2 with one stderr line naming the flag") {
+  const std::string binary = kestrel::testing::RunfilePath("benchmarks/kestrel-bench").string();
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--num-requestz=5"}, "kestrel-bench: unknown flag --num-requestz (see --help)\n"},
+      {{"--tls-roots=x.pem"}, "kestrel-bench: unknown flag --tls-roots (see --help)\n"},
+      {{"--request-rate=fast"}, "kestrel-bench: --request-rate: expected a number, got \"fast\"\n"},
+      {{"--num-requests", "many"},
+       "kestrel-bench: --num-requests: expected an integer, got \"many\"\n"},
+      {{"--backend=smoke-signals"},
+       "kestrel-bench: --backend: expected kestrel or openai, got \"smoke-signals\"\n"},
+      {{"--arrivals=sometimes"},
+       "kestrel-bench: --arrivals: expected poisson or constant, got \"sometimes\"\n"},
+      {{"--warmup-requests=-1"}, "kestrel-bench: --warmup-requests: must be >= 0, got -1\n"},
+      {{"--request-timeout=0s"}, "kestrel-bench: --request-timeout: must be positive, got 0\n"},
+      {{"--tls-ca-file"}, "kestrel-bench: --tls-ca-file: missing value (--tls-ca-file=PEM)\n"},
+      {{"stray-argument"}, "kestrel-bench: unexpected argument 'stray-argument' (see --help)\n"},
+  };
+  for (const auto& [args, message] : cases) {
+    std::vector<std::string> argv = {binary};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto run = kestrel::testing::RunAndCapture(argv);
+    REQUIRE(run.has_value());
+    INFO(args[0] << " -> stdout: " << run->out);
+    CHECK(run->exit_status == 2);
+    CHECK(run->err == message);
+  }
+}
+
+TEST_CASE("--help exits 0 in the common format") {
+  auto run = kestrel::testing::RunAndCapture(
+      {kestrel::testing::RunfilePath("benchmarks/kestrel-bench").string(), "--help"});
+  REQUIRE(run.has_value());
+  CHECK(run->exit_status == 0);
+  CHECK(run->err.empty());
+  CHECK(run->out.rfind("Usage: kestrel-bench [flags]\n", 0) == 0);
+  CHECK(run->out.find("\nFlags:\n  -h, --help ") != std::string::npos);
+  for (const char* line : {"\n  --address=HOST:PORT ", "\n  --tls-ca-file=PEM ",
+                           "\n  --model-name=NAME ", "\n  --ignore-eos "}) {
+    CHECK(run->out.find(line) != std::string::npos);
+  }
 }
 
 TEST_CASE("A bounded run against a server that stops answering ends on time") {

@@ -4,58 +4,56 @@
 //
 //   bazel run -c opt //benchmarks:synth_checkpoint -- --preset=tinyllama-1.1b
 //       --dtype=bf16 --out=/tmp/tinyllama-bf16
+//
+// Exit codes (docs/cli.md): 0 written, 1 cannot write, 2 usage.
 #include <chrono>
 #include <cstdio>
 #include <string>
 
-#include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
+#include "common/flags.h"
 #include "model/synthetic.h"
 
-ABSL_FLAG(std::string, preset, "tiny",
-          "tiny, tiny-qwen2, tiny-qwen3, tinyllama-1.1b or qwen2.5-0.5b");
-ABSL_FLAG(std::string, dtype, "bf16", "f32, f16 or bf16");
-ABSL_FLAG(std::string, out, "", "Output directory (created)");
-ABSL_FLAG(uint64_t, seed, 0, "Weight seed");
-ABSL_FLAG(uint64_t, max_shard_mb, 2048, "Shard the checkpoint above this many MiB");
-
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  std::string preset = "tiny";
+  std::string dtype_name = "bf16";
+  std::string out;
+  uint64_t seed = 0;
+  uint64_t max_shard_mib = 2048;
+  kestrel::FlagSet flags("synth_checkpoint", "",
+                         "Writes a Hugging Face-layout checkpoint with deterministic random "
+                         "weights.\nExit codes: 0 written, 1 cannot write, 2 usage.");
+  flags.Add("preset", &preset, "", "Model shape")
+      .Choices({"tiny", "tiny-qwen2", "tiny-qwen3", "tinyllama-1.1b", "qwen2.5-0.5b"});
+  flags.Add("dtype", &dtype_name, "", "Weight type").Choices({"f32", "f16", "bf16"});
+  flags.Add("out", &out, "DIR", "Output directory, created (required)");
+  flags.Add("seed", &seed, "N", "Weight seed");
+  flags.Add("max-shard-mib", &max_shard_mib, "MIB", "Shard the checkpoint above this size");
+  const kestrel::ParsedArgs args = flags.ParseOrExit(argc, argv);
+  if (!args.positional.empty()) {
+    return flags.UsageError("unexpected argument '" + args.positional[0] + "' (see --help)");
+  }
+  if (out.empty()) return flags.UsageError("--out: required (--out=DIR)");
+  if (max_shard_mib == 0) return flags.UsageError("--max-shard-mib: must be >= 1, got 0");
   using kestrel::kernels::DType;
-  const std::string d = absl::GetFlag(FLAGS_dtype);
-  DType dtype;
-  if (d == "f32") {
-    dtype = DType::kF32;
-  } else if (d == "f16") {
-    dtype = DType::kF16;
-  } else if (d == "bf16") {
-    dtype = DType::kBF16;
-  } else {
-    std::fprintf(stderr, "synth_checkpoint: --dtype must be f32, f16 or bf16, got %s\n", d.c_str());
-    return 1;
-  }
-  if (absl::GetFlag(FLAGS_out).empty()) {
-    std::fprintf(stderr, "synth_checkpoint: --out is required\n");
-    return 1;
-  }
-  auto config = kestrel::model::SyntheticPresetConfig(absl::GetFlag(FLAGS_preset), dtype);
+  const DType dtype = dtype_name == "f32"   ? DType::kF32
+                      : dtype_name == "f16" ? DType::kF16
+                                            : DType::kBF16;
+  auto config = kestrel::model::SyntheticPresetConfig(preset, dtype);
   if (!config.ok()) {
-    std::fprintf(stderr, "synth_checkpoint: %s\n", std::string(config.status().message()).c_str());
-    return 1;
+    return flags.UsageError("--preset: " + std::string(config.status().message()));
   }
   const auto t0 = std::chrono::steady_clock::now();
   absl::Status s = kestrel::model::WriteSyntheticCheckpoint(
-      {.dir = absl::GetFlag(FLAGS_out),
+      {.dir = out,
        .config_json = *config,
        .dtype = dtype,
-       .seed = absl::GetFlag(FLAGS_seed),
-       .max_shard_bytes = absl::GetFlag(FLAGS_max_shard_mb) << 20});
+       .seed = seed,
+       .max_shard_bytes = max_shard_mib << 20});
   if (!s.ok()) {
     std::fprintf(stderr, "synth_checkpoint: %s\n", std::string(s.message()).c_str());
     return 1;
   }
-  std::printf("wrote %s (%s, %s) in %.1f s\n", absl::GetFlag(FLAGS_out).c_str(),
-              absl::GetFlag(FLAGS_preset).c_str(), d.c_str(),
+  std::printf("wrote %s (%s, %s) in %.1f s\n", out.c_str(), preset.c_str(), dtype_name.c_str(),
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return 0;
 }

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <iostream>
@@ -11,7 +12,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
@@ -19,58 +19,18 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
-#include "client/cli_flags.h"
 #include "client/client.h"
-#include "common/file_util.h"
+#include "client/connection_flags.h"
+#include "common/flags.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/json_util.h"
-
-// Connection.
-ABSL_FLAG(std::string, address, "localhost:50051", "Server address (host:port).");
-ABSL_FLAG(std::string, api_key, "",
-          "API key sent as `authorization: Bearer`; default $KESTREL_API_KEY.");
-ABSL_FLAG(bool, tls, false, "Connect with TLS.");
-ABSL_FLAG(std::string, tls_roots, "", "PEM file of root certificates (default: system roots).");
-ABSL_FLAG(std::string, tls_cert, "", "PEM file of the client certificate chain (mutual TLS).");
-ABSL_FLAG(std::string, tls_key, "", "PEM file of the client private key (mutual TLS).");
-ABSL_FLAG(std::string, tls_server_name, "", "Name to check the server certificate against.");
-ABSL_FLAG(absl::Duration, timeout, absl::Seconds(60), "Deadline of each call (e.g. 30s, 2m).");
-ABSL_FLAG(int, max_attempts, 3, "Attempts of idempotent calls answered UNAVAILABLE.");
-ABSL_FLAG(bool, json, false, "Machine output: JSON (one object per event for generate).");
-
-// The request (generate.proto); optional fields are sent only when given.
-ABSL_FLAG(int, max_tokens, 0, "Most tokens to generate (stopping.max_tokens).");
-ABSL_FLAG(int, min_tokens, 0, "Stops are ignored before this many tokens.");
-ABSL_FLAG(std::string, stop, "", "Comma-separated stop strings (C escapes like \\n allowed).");
-ABSL_FLAG(std::string, stop_token_ids, "", "Comma-separated stop token ids.");
-ABSL_FLAG(bool, ignore_eos, false, "Keep generating past end-of-sequence.");
-ABSL_FLAG(bool, include_stop_str_in_output, false, "Keep the matched stop string.");
-ABSL_FLAG(float, temperature, 1.0, "Sampling temperature; 0 is greedy.");
-ABSL_FLAG(int, top_k, 0, "Keep the k most likely tokens; 0 disables.");
-ABSL_FLAG(float, top_p, 1.0, "Nucleus sampling probability mass, (0, 1].");
-ABSL_FLAG(float, min_p, 0.0, "Drop tokens less likely than min_p times the best.");
-ABSL_FLAG(float, repetition_penalty, 1.0, "Penalty for tokens already seen; 1 disables.");
-ABSL_FLAG(float, presence_penalty, 0.0, "Subtracted once per generated token, [-2, 2].");
-ABSL_FLAG(float, frequency_penalty, 0.0, "Subtracted per occurrence, [-2, 2].");
-ABSL_FLAG(std::string, logit_bias, "", "Comma-separated id:bias pairs, e.g. 13:-100,42:5.");
-ABSL_FLAG(uint64_t, seed, 0, "RNG seed (absent: random).");
-ABSL_FLAG(int, n, 1, "Sequences to generate from the prompt.");
-ABSL_FLAG(bool, logprobs, false, "Return each chosen token's log-probability (with --json).");
-ABSL_FLAG(int, top_logprobs, 0, "Alternatives per position with --logprobs, [0, 20].");
-ABSL_FLAG(bool, echo, false, "Send the prompt back first.");
-ABSL_FLAG(bool, skip_special_tokens, true, "Leave special tokens out of the text.");
-ABSL_FLAG(bool, add_special_tokens, true, "Add BOS to a text prompt.");
-ABSL_FLAG(int, priority, 0, "Higher runs first when the server is busy.");
-ABSL_FLAG(std::string, cache_salt, "", "Prefix-cache tenant separator.");
-ABSL_FLAG(std::string, request_id, "", "Request id (server makes one up when empty).");
-ABSL_FLAG(bool, prompt_ids, false, "The prompt is comma-separated token ids, not text.");
 
 namespace kestrel::client {
 namespace {
 
 namespace v1 = ::kestrel::v1;
 
-constexpr char kUsageText[] = R"(Usage: kestrel <command> [flags] [arguments]
+constexpr char kDescription[] = R"(The command line for a Kestrel server (docs/client.md).
 
 Commands:
   generate "prompt"      Stream a completion of the prompt to stdout.
@@ -83,10 +43,86 @@ Commands:
 
 Exit codes: 0 ok, 1 local error, 2 usage, 3 server unreachable/unavailable,
 4 server error, 5 deadline exceeded, 6 not authenticated, 7 not serving,
-130 interrupted.
+130 interrupted.)";
 
-Flags:
-)";
+// The command line; initial values are the defaults. Optional request
+// fields are sent only when their flag is given (ParsedArgs::given), so the
+// server's defaults apply otherwise.
+struct Flags {
+  ConnectionFlags connection;
+  absl::Duration timeout = absl::Seconds(60);
+  int32_t max_attempts = 3;
+  bool json = false;
+
+  int32_t max_tokens = 0;
+  int32_t min_tokens = 0;
+  std::string stop;
+  std::string stop_token_ids;
+  bool ignore_eos = false;
+  bool include_stop_str_in_output = false;
+  float temperature = 1.0f;
+  int32_t top_k = 0;
+  float top_p = 1.0f;
+  float min_p = 0.0f;
+  float repetition_penalty = 1.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  std::string logit_bias;
+  uint64_t seed = 0;
+  int32_t n = 1;
+  int32_t logprobs = -1;
+  bool echo = false;
+  bool skip_special_tokens = true;
+  bool add_special_tokens = true;
+  int32_t priority = 0;
+  std::string cache_salt;
+  std::string request_id;
+  bool prompt_ids = false;
+};
+
+constexpr int kMaxLogprobs = 20;
+
+void DeclareFlags(FlagSet& flags, Flags& f) {
+  AddConnectionFlags(flags, &f.connection);
+  flags.Section("Calls and output");
+  flags.Add("timeout", &f.timeout, "DURATION", "Deadline of each call (e.g. 30s, 2m)");
+  flags.Add("max-attempts", &f.max_attempts, "N",
+            "Attempts of idempotent calls answered UNAVAILABLE");
+  flags.Add("json", &f.json, "Machine output: JSON (one object per event for generate)");
+
+  flags.Section("Sampling (sent only when given; else the server's defaults)");
+  flags.Add("max-tokens", &f.max_tokens, "N", "Most tokens to generate").DefaultText("server's");
+  flags.Add("min-tokens", &f.min_tokens, "N", "Stops are ignored before this many tokens");
+  flags.Add("temperature", &f.temperature, "T", "Sampling temperature; 0 is greedy");
+  flags.Add("top-k", &f.top_k, "K", "Keep the k most likely tokens; 0 disables");
+  flags.Add("top-p", &f.top_p, "P", "Nucleus sampling probability mass, (0, 1]");
+  flags.Add("min-p", &f.min_p, "P", "Drop tokens less likely than min-p times the best");
+  flags.Add("repetition-penalty", &f.repetition_penalty, "X",
+            "Penalty for tokens already seen; 1 disables");
+  flags.Add("presence-penalty", &f.presence_penalty, "X",
+            "Subtracted once per generated token, [-2, 2]");
+  flags.Add("frequency-penalty", &f.frequency_penalty, "X", "Subtracted per occurrence, [-2, 2]");
+  flags.Add("logit-bias", &f.logit_bias, "ID:BIAS,...", "Token biases, e.g. 13:-100,42:5");
+  flags.Add("seed", &f.seed, "N", "Sampling RNG seed").DefaultText("random");
+  flags.Add("n", &f.n, "N", "Sequences to generate from the prompt");
+  flags.Add("stop", &f.stop, "S,...", "Stop strings, comma-separated (C escapes like \\n allowed)");
+  flags.Add("stop-token-ids", &f.stop_token_ids, "ID,...", "Stop token ids, comma-separated");
+  flags.Add("ignore-eos", &f.ignore_eos, "Keep generating past end-of-sequence");
+  flags.Add("include-stop-str-in-output", &f.include_stop_str_in_output,
+            "Keep the matched stop string");
+  flags.Add("logprobs", &f.logprobs, "N",
+            "Report log-probabilities with N top alternatives, [0, 20] (0: the chosen token's "
+            "only; -1: off; shown with --json)");
+
+  flags.Section("Request");
+  flags.Add("echo", &f.echo, "Send the prompt back first");
+  flags.Add("skip-special-tokens", &f.skip_special_tokens, "Leave special tokens out of the text");
+  flags.Add("add-special-tokens", &f.add_special_tokens, "Add BOS to a text prompt");
+  flags.Add("priority", &f.priority, "N", "Higher runs first when the server is busy");
+  flags.Add("cache-salt", &f.cache_salt, "SALT", "Prefix-cache tenant separator");
+  flags.Add("request-id", &f.request_id, "ID", "Request id (empty: the server makes one up)");
+  flags.Add("prompt-ids", &f.prompt_ids, "The prompt is comma-separated token ids, not text");
+}
 
 enum ExitCode {
   kOk = 0,
@@ -133,54 +169,38 @@ absl::StatusOr<std::vector<int>> ParseIds(const std::string& list, const std::st
   return ids;
 }
 
-absl::StatusOr<ClientOptions> ClientOptionsFromFlags() {
-  ClientOptions options;
-  options.address = absl::GetFlag(FLAGS_address);
-  options.api_key = absl::GetFlag(FLAGS_api_key);
-  if (options.api_key.empty()) {
-    if (const char* key = std::getenv("KESTREL_API_KEY")) options.api_key = key;
-  }
-  options.use_tls = absl::GetFlag(FLAGS_tls);
-  if (!absl::GetFlag(FLAGS_tls_roots).empty()) {
-    ASSIGN_OR_RETURN(options.tls_root_certs_pem, ReadFileToString(absl::GetFlag(FLAGS_tls_roots)));
-  }
-  if (!absl::GetFlag(FLAGS_tls_cert).empty()) {
-    ASSIGN_OR_RETURN(options.tls_cert_chain_pem, ReadFileToString(absl::GetFlag(FLAGS_tls_cert)));
-  }
-  if (!absl::GetFlag(FLAGS_tls_key).empty()) {
-    ASSIGN_OR_RETURN(options.tls_private_key_pem, ReadFileToString(absl::GetFlag(FLAGS_tls_key)));
-  }
-  options.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
-  options.default_timeout = absl::GetFlag(FLAGS_timeout);
-  options.max_attempts = absl::GetFlag(FLAGS_max_attempts);
+absl::StatusOr<ClientOptions> ClientOptionsFromFlags(const Flags& f) {
+  ASSIGN_OR_RETURN(ClientOptions options, ToClientOptions(f.connection));
+  options.default_timeout = f.timeout;
+  options.max_attempts = f.max_attempts;
   return options;
 }
 
 // The GenerateRequest the flags describe; optional proto fields are set
 // only when their flag was given, so the server's defaults apply otherwise.
-absl::StatusOr<v1::GenerateRequest> RequestFromFlags(const std::string& prompt,
-                                                     const CommandLine& line) {
-  auto given = [&](const char* name) { return line.specified.count(name) > 0; };
+absl::StatusOr<v1::GenerateRequest> RequestFromFlags(const std::string& prompt, const Flags& f,
+                                                     const ParsedArgs& args) {
+  auto given = [&](const char* name) { return args.Given(name); };
   v1::GenerateRequest request;
-  request.set_request_id(absl::GetFlag(FLAGS_request_id));
-  if (absl::GetFlag(FLAGS_prompt_ids)) {
+  request.set_request_id(f.request_id);
+  if (f.prompt_ids) {
     ASSIGN_OR_RETURN(std::vector<int> ids, ParseIds(prompt, "prompt"));
     for (int id : ids) request.mutable_token_ids()->add_ids(id);
   } else {
     request.set_text(prompt);
   }
   v1::SamplingParams* sampling = request.mutable_sampling();
-  if (given("temperature")) sampling->set_temperature(absl::GetFlag(FLAGS_temperature));
-  sampling->set_top_k(absl::GetFlag(FLAGS_top_k));
-  if (given("top_p")) sampling->set_top_p(absl::GetFlag(FLAGS_top_p));
-  sampling->set_min_p(absl::GetFlag(FLAGS_min_p));
-  if (given("repetition_penalty")) {
-    sampling->set_repetition_penalty(absl::GetFlag(FLAGS_repetition_penalty));
+  if (given("temperature")) sampling->set_temperature(f.temperature);
+  sampling->set_top_k(f.top_k);
+  if (given("top-p")) sampling->set_top_p(f.top_p);
+  sampling->set_min_p(f.min_p);
+  if (given("repetition-penalty")) {
+    sampling->set_repetition_penalty(f.repetition_penalty);
   }
-  sampling->set_presence_penalty(absl::GetFlag(FLAGS_presence_penalty));
-  sampling->set_frequency_penalty(absl::GetFlag(FLAGS_frequency_penalty));
+  sampling->set_presence_penalty(f.presence_penalty);
+  sampling->set_frequency_penalty(f.frequency_penalty);
   for (absl::string_view pair :
-       absl::StrSplit(absl::GetFlag(FLAGS_logit_bias), ',', absl::SkipEmpty())) {
+       absl::StrSplit(f.logit_bias, ',', absl::SkipEmpty())) {
     std::pair<std::string, std::string> parts = absl::StrSplit(pair, ':');
     int id;
     float bias;
@@ -189,13 +209,13 @@ absl::StatusOr<v1::GenerateRequest> RequestFromFlags(const std::string& prompt,
     }
     (*sampling->mutable_logit_bias())[id] = bias;
   }
-  if (given("seed")) sampling->set_seed(absl::GetFlag(FLAGS_seed));
-  if (given("n")) sampling->set_n(absl::GetFlag(FLAGS_n));
+  if (given("seed")) sampling->set_seed(f.seed);
+  if (given("n")) sampling->set_n(f.n);
 
   v1::StoppingCriteria* stopping = request.mutable_stopping();
-  if (given("max_tokens")) stopping->set_max_tokens(absl::GetFlag(FLAGS_max_tokens));
-  stopping->set_min_tokens(absl::GetFlag(FLAGS_min_tokens));
-  for (absl::string_view stop : absl::StrSplit(absl::GetFlag(FLAGS_stop), ',', absl::SkipEmpty())) {
+  if (given("max-tokens")) stopping->set_max_tokens(f.max_tokens);
+  stopping->set_min_tokens(f.min_tokens);
+  for (absl::string_view stop : absl::StrSplit(f.stop, ',', absl::SkipEmpty())) {
     std::string unescaped;
     std::string error;
     if (!absl::CUnescape(stop, &unescaped, &error)) {
@@ -204,23 +224,23 @@ absl::StatusOr<v1::GenerateRequest> RequestFromFlags(const std::string& prompt,
     stopping->add_stop(unescaped);
   }
   ASSIGN_OR_RETURN(std::vector<int> stop_ids,
-                   ParseIds(absl::GetFlag(FLAGS_stop_token_ids), "--stop-token-ids"));
+                   ParseIds(f.stop_token_ids, "--stop-token-ids"));
   for (int id : stop_ids) stopping->add_stop_token_ids(id);
-  stopping->set_ignore_eos(absl::GetFlag(FLAGS_ignore_eos));
-  stopping->set_include_stop_str_in_output(absl::GetFlag(FLAGS_include_stop_str_in_output));
+  stopping->set_ignore_eos(f.ignore_eos);
+  stopping->set_include_stop_str_in_output(f.include_stop_str_in_output);
 
   v1::OutputOptions* output = request.mutable_output();
-  output->set_logprobs(absl::GetFlag(FLAGS_logprobs));
-  output->set_top_logprobs(absl::GetFlag(FLAGS_top_logprobs));
-  output->set_echo_prompt(absl::GetFlag(FLAGS_echo));
-  if (given("skip_special_tokens")) {
-    output->set_skip_special_tokens(absl::GetFlag(FLAGS_skip_special_tokens));
+  output->set_logprobs(f.logprobs >= 0);
+  output->set_top_logprobs(std::max(f.logprobs, 0));
+  output->set_echo_prompt(f.echo);
+  if (given("skip-special-tokens")) {
+    output->set_skip_special_tokens(f.skip_special_tokens);
   }
-  if (given("add_special_tokens")) {
-    request.set_add_special_tokens(absl::GetFlag(FLAGS_add_special_tokens));
+  if (given("add-special-tokens")) {
+    request.set_add_special_tokens(f.add_special_tokens);
   }
-  request.set_priority(absl::GetFlag(FLAGS_priority));
-  request.set_cache_salt(absl::GetFlag(FLAGS_cache_salt));
+  request.set_priority(f.priority);
+  request.set_cache_salt(f.cache_salt);
   return request;
 }
 
@@ -277,7 +297,7 @@ absl::Status StreamGenerate(Client& client, const v1::GenerateRequest& request, 
   return status;
 }
 
-absl::Status RunChat(Client& client, const CommandLine& line) {
+absl::Status RunChat(Client& client, const Flags& f, const ParsedArgs& args) {
   std::string conversation;
   std::string user;
   // The conversation is the prompt; the stop string keeps the model from
@@ -292,20 +312,20 @@ absl::Status RunChat(Client& client, const CommandLine& line) {
     }
     if (user.empty()) continue;
     absl::StrAppend(&conversation, "User: ", user, "\nAssistant:");
-    ASSIGN_OR_RETURN(v1::GenerateRequest request, RequestFromFlags(conversation, line));
+    ASSIGN_OR_RETURN(v1::GenerateRequest request, RequestFromFlags(conversation, f, args));
     if (request.stopping().stop_size() == 0) request.mutable_stopping()->add_stop("\nUser:");
     std::string reply;
-    RETURN_IF_ERROR(StreamGenerate(client, request, absl::GetFlag(FLAGS_json), &reply));
+    RETURN_IF_ERROR(StreamGenerate(client, request, f.json, &reply));
     absl::StrAppend(&conversation, reply, "\n");
     if (g_interrupted.load()) break;
   }
   return absl::OkStatus();
 }
 
-absl::Status RunInfo(Client& client) {
+absl::Status RunInfo(Client& client, bool json) {
   ASSIGN_OR_RETURN(v1::ModelInfo model, client.GetModelInfo());
   ASSIGN_OR_RETURN(v1::GetServerInfoResponse server, client.GetServerInfo());
-  if (absl::GetFlag(FLAGS_json)) {
+  if (json) {
     std::cout << "{\"model\":" << ToJson(model) << ",\"server\":" << ToJson(server) << "}\n";
     return absl::OkStatus();
   }
@@ -323,26 +343,21 @@ absl::Status RunInfo(Client& client) {
 }
 
 int Run(int argc, char** argv) {
-  absl::StatusOr<CommandLine> line = ParseFlags(argc, argv);
-  if (!line.ok()) {
-    std::cerr << "kestrel: " << line.status().message() << "\n"
-              << "Run 'kestrel --help' for usage.\n";
-    return kUsage;
+  Flags f;
+  FlagSet flags("kestrel", "<command> [arguments]", kDescription);
+  DeclareFlags(flags, f);
+  const ParsedArgs parsed = flags.ParseOrExit(argc, argv);
+  if (f.logprobs < -1 || f.logprobs > kMaxLogprobs) {
+    return flags.UsageError(absl::StrCat("--logprobs: must be in [-1, ", kMaxLogprobs, "], got ",
+                                         f.logprobs));
   }
-  if (line->help) {
-    std::cout << kUsageText << FlagHelp("client/kestrel_cli");
-    return kOk;
-  }
-  const std::vector<std::string>& args = line->positional;
-  auto usage_error = [](const std::string& message) {
-    std::cerr << "kestrel: " << message << "\nRun 'kestrel --help' for usage.\n";
-    return kUsage;
-  };
-  if (args.empty()) return usage_error("missing command");
+  const std::vector<std::string>& args = parsed.positional;
+  auto usage_error = [&](const std::string& message) { return flags.UsageError(message); };
+  if (args.empty()) return usage_error("missing command (see --help)");
   const std::string& command = args[0];
   const std::vector<std::string> rest(args.begin() + 1, args.end());
 
-  absl::StatusOr<ClientOptions> options = ClientOptionsFromFlags();
+  absl::StatusOr<ClientOptions> options = ClientOptionsFromFlags(f);
   if (!options.ok()) return usage_error(std::string(options.status().message()));
   absl::StatusOr<std::unique_ptr<Client>> client = Client::Create(*options);
   if (!client.ok()) return usage_error(std::string(client.status().message()));
@@ -351,23 +366,23 @@ int Run(int argc, char** argv) {
   absl::Status status;
   if (command == "generate") {
     if (rest.size() != 1) return usage_error("generate takes one prompt argument");
-    absl::StatusOr<v1::GenerateRequest> request = RequestFromFlags(rest[0], *line);
+    absl::StatusOr<v1::GenerateRequest> request = RequestFromFlags(rest[0], f, parsed);
     if (!request.ok()) return usage_error(std::string(request.status().message()));
-    status = StreamGenerate(**client, *request, absl::GetFlag(FLAGS_json), nullptr);
+    status = StreamGenerate(**client, *request, f.json, nullptr);
   } else if (command == "chat") {
     if (!rest.empty()) return usage_error("chat takes no arguments (it reads stdin)");
-    status = RunChat(**client, *line);
+    status = RunChat(**client, f, parsed);
   } else if (command == "tokenize") {
     if (rest.size() != 1) return usage_error("tokenize takes one text argument");
     v1::TokenizeRequest request;
     request.set_text(rest[0]);
-    if (line->specified.count("add_special_tokens")) {
-      request.set_add_special_tokens(absl::GetFlag(FLAGS_add_special_tokens));
+    if (parsed.Given("add-special-tokens")) {
+      request.set_add_special_tokens(f.add_special_tokens);
     }
     absl::StatusOr<v1::TokenizeResponse> response = (*client)->Tokenize(request);
     status = response.status();
     if (status.ok()) {
-      std::cout << (absl::GetFlag(FLAGS_json) ? ToJson(*response)
+      std::cout << (f.json ? ToJson(*response)
                                               : absl::StrJoin(response->token_ids(), " "))
                 << "\n";
     }
@@ -377,29 +392,29 @@ int Run(int argc, char** argv) {
     if (ids->empty()) return usage_error("detokenize takes token ids");
     v1::DetokenizeRequest request;
     for (int id : *ids) request.add_token_ids(id);
-    if (line->specified.count("skip_special_tokens")) {
-      request.set_skip_special_tokens(absl::GetFlag(FLAGS_skip_special_tokens));
+    if (parsed.Given("skip-special-tokens")) {
+      request.set_skip_special_tokens(f.skip_special_tokens);
     }
     absl::StatusOr<v1::DetokenizeResponse> response = (*client)->Detokenize(request);
     status = response.status();
     if (status.ok()) {
-      std::cout << (absl::GetFlag(FLAGS_json) ? ToJson(*response) : response->text()) << "\n";
+      std::cout << (f.json ? ToJson(*response) : response->text()) << "\n";
     }
   } else if (command == "info") {
     if (!rest.empty()) return usage_error("info takes no arguments");
-    status = RunInfo(**client);
+    status = RunInfo(**client, f.json);
   } else if (command == "health") {
     if (!rest.empty()) return usage_error("health takes no arguments");
     auto serving = (*client)->Health();
     status = serving.status();
     if (status.ok()) {
       const std::string name = grpc::health::v1::HealthCheckResponse::ServingStatus_Name(*serving);
-      std::cout << (absl::GetFlag(FLAGS_json) ? absl::StrCat("{\"status\":\"", name, "\"}") : name)
+      std::cout << (f.json ? absl::StrCat("{\"status\":\"", name, "\"}") : name)
                 << "\n";
       if (*serving != grpc::health::v1::HealthCheckResponse::SERVING) return kNotServing;
     }
   } else {
-    return usage_error(absl::StrCat("unknown command '", command, "'"));
+    return usage_error(absl::StrCat("unknown command '", command, "' (see --help)"));
   }
   if (g_interrupted.load()) {
     std::cerr << "kestrel: interrupted\n";

@@ -93,7 +93,7 @@ TEST_CASE("generate streams the text to stdout and sends every flag") {
 TEST_CASE("generate --json prints one JSON object per event") {
   auto fake = StartFake();
   Result result =
-      RunKestrel({"generate", "hi", "--address=" + fake->address(), "--max_tokens=3", "--json"});
+      RunKestrel({"generate", "hi", "--address=" + fake->address(), "--max-tokens=3", "--json"});
   CHECK(result.exit_code == 0);
   std::istringstream lines(result.out);
   std::string line;
@@ -138,21 +138,64 @@ TEST_CASE("tokenize, detokenize, info and health") {
   CHECK(health.out == "SERVING\n");
 }
 
-TEST_CASE("Bad usage exits 2 with a clear message") {
-  Result unknown = RunKestrel({"generate", "x", "--max-tokenz=3"});
-  CHECK(unknown.exit_code == 2);
-  CHECK(unknown.err.find("unknown flag '--max-tokenz=3'") != std::string::npos);
-  Result bad_value = RunKestrel({"generate", "x", "--max-tokens=lots"});
-  CHECK(bad_value.exit_code == 2);
-  CHECK(bad_value.err.find("--max_tokens") != std::string::npos);
-  CHECK(RunKestrel({}).exit_code == 2);
-  CHECK(RunKestrel({"frobnicate"}).err.find("unknown command 'frobnicate'") != std::string::npos);
+TEST_CASE("--logprobs=N asks for log-probabilities with N alternatives; -1 (default) is off") {
+  auto fake = StartFake();
+  const std::string address = "--address=" + fake->address();
+  for (const char* flag : {"--logprobs=3", "--logprobs=0", "--logprobs=-1", "--max-tokens=2"}) {
+    CHECK(RunKestrel({"generate", "x", address, flag, "--json"}).exit_code == 0);
+  }
+  auto calls = fake->generate_calls();
+  REQUIRE(calls.size() == 4);
+  CHECK(calls[0].request.output().logprobs());
+  CHECK(calls[0].request.output().top_logprobs() == 3);
+  CHECK(calls[1].request.output().logprobs());
+  CHECK(calls[1].request.output().top_logprobs() == 0);
+  CHECK_FALSE(calls[2].request.output().logprobs());
+  CHECK_FALSE(calls[3].request.output().logprobs());
+}
+
+// The command-line contract shared by every binary (docs/cli.md): a usage
+// error is exit 2 and one stderr line naming the flag; --help is exit 0.
+TEST_CASE("Bad usage exits 2 with one line naming the flag") {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"generate", "x", "--max-tokenz=3"}, "kestrel: unknown flag --max-tokenz (see --help)\n"},
+      {{"generate", "x", "--top-logprobs=3"},
+       "kestrel: unknown flag --top-logprobs (see --help)\n"},
+      {{"generate", "x", "--max-tokens=lots"},
+       "kestrel: --max-tokens: expected an integer, got \"lots\"\n"},
+      {{"generate", "x", "--temperature", "hot"},
+       "kestrel: --temperature: expected a number, got \"hot\"\n"},
+      {{"generate", "x", "--timeout=5"},
+       "kestrel: --timeout: expected a duration such as 30s, 500ms or 2m, got \"5\"\n"},
+      {{"generate", "x", "--logprobs"}, "kestrel: --logprobs: missing value (--logprobs=N)\n"},
+      {{"generate", "x", "--logprobs=21"}, "kestrel: --logprobs: must be in [-1, 20], got 21\n"},
+      {{}, "kestrel: missing command (see --help)\n"},
+      {{"frobnicate"}, "kestrel: unknown command 'frobnicate' (see --help)\n"},
+  };
+  for (const auto& [args, message] : cases) {
+    Result result = RunKestrel(args);
+    INFO(absl::StrJoin(args, " "));
+    CHECK(result.exit_code == 2);
+    CHECK(result.err == message);
+  }
   CHECK(RunKestrel({"generate"}).exit_code == 2);
   CHECK(RunKestrel({"detokenize", "1", "x"}).exit_code == 2);
-  CHECK(RunKestrel({"generate", "x", "--tls-roots=/no/such/file.pem", "--tls"}).exit_code == 2);
+  Result missing_file = RunKestrel({"generate", "x", "--tls-ca-file=/no/such/file.pem", "--tls"});
+  CHECK(missing_file.exit_code == 2);
+  CHECK(missing_file.err.rfind("kestrel: --tls-ca-file: cannot open /no/such/file.pem", 0) == 0);
+}
+
+TEST_CASE("--help exits 0 in the common format") {
   Result help = RunKestrel({"--help"});
   CHECK(help.exit_code == 0);
-  CHECK(help.out.find("--max-tokens") != std::string::npos);
+  CHECK(help.err.empty());
+  CHECK(help.out.rfind("Usage: kestrel [flags] <command> [arguments]\n", 0) == 0);
+  CHECK(help.out.find("\nFlags:\n  -h, --help ") != std::string::npos);
+  for (const char* line : {"\n  --max-tokens=N ", "\n  --logprobs=N ", "\n  --address=HOST:PORT ",
+                           "\n  --tls-ca-file=PEM ", "\n  --ignore-eos "}) {
+    CHECK(help.out.find(line) != std::string::npos);
+  }
+  CHECK(RunKestrel({"generate", "-h"}).out == help.out);
 }
 
 TEST_CASE("Server trouble maps to the documented exit codes") {

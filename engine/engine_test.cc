@@ -456,7 +456,7 @@ TEST_CASE("duplicate ids, a full queue and draining are refused") {
       sinks.push_back(sink);
     } else {
       CHECK(result.status().code() == absl::StatusCode::kResourceExhausted);
-      CHECK_THAT(std::string(result.status().message()), Catch::Contains("max-queued-requests=2"));
+      CHECK_THAT(std::string(result.status().message()), Catch::Contains("--max-queued-requests=2"));
       ++exhausted;
     }
   }

@@ -80,7 +80,7 @@ absl::StatusOr<ApiKeys> ApiKeys::FromLines(const std::vector<std::string>& lines
 }
 
 absl::StatusOr<ApiKeys> ApiKeys::LoadFile(const std::string& path) {
-  const std::string source = absl::StrCat("--api_keys_file ", path);
+  const std::string source = absl::StrCat("--api-keys-file ", path);
   std::ifstream in(path);
   if (!in) {
     const int err = errno;

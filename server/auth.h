@@ -1,5 +1,5 @@
 // API-key authentication for the gRPC server: keys loaded from
-// --api_keys_file, required as `authorization: Bearer <key>` metadata on
+// --api-keys-file, required as `authorization: Bearer <key>` metadata on
 // every RPC except the standard health service, compared in constant time.
 // See docs/security.md for what is and is not authenticated.
 #ifndef KESTREL_SERVER_AUTH_H_
@@ -31,7 +31,7 @@ class ApiKeys {
   // between the network and the model.
   static constexpr size_t kMinKeyLength = 16;
 
-  // Reads `path` (the value of --api_keys_file): one key per line; leading
+  // Reads `path` (the value of --api-keys-file): one key per line; leading
   // and trailing whitespace (including a Windows '\r') is ignored, as are
   // blank lines and lines whose first non-blank character is '#'. Errors
   // name the file and the line, never the key: the file cannot be read, it

@@ -76,7 +76,7 @@ TEST_CASE("LoadFile errors name the file and line and never echo the key") {
     REQUIRE_FALSE(keys.ok());
     CHECK(keys.status().code() == absl::StatusCode::kInvalidArgument);
     const std::string message(keys.status().message());
-    CHECK(message.find("--api_keys_file " + path.string()) != std::string::npos);
+    CHECK(message.find("--api-keys-file " + path.string()) != std::string::npos);
     CHECK(message.find(c.expected) != std::string::npos);
     for (const std::string& secret : {kKeyA, kKeyB, secret_short, secret_space, secret_tab,
                                       secret_utf8, std::string("qrstuvwxyz")}) {
@@ -86,7 +86,7 @@ TEST_CASE("LoadFile errors name the file and line and never echo the key") {
   auto missing = ApiKeys::LoadFile("/nonexistent/kestrel/keys");
   CHECK(missing.status().code() == absl::StatusCode::kNotFound);
   CHECK(missing.status().message() ==
-        "cannot read --api_keys_file /nonexistent/kestrel/keys: No such file or directory");
+        "cannot read --api-keys-file /nonexistent/kestrel/keys: No such file or directory");
 }
 
 ApiKeyAuthProcessor MakeProcessor() {
@@ -161,8 +161,8 @@ TEST_CASE("API keys without TLS are refused at startup") {
       MakeListeningCredentials(TlsOptions{}, std::make_shared<ApiKeyAuthProcessor>(*keys));
   INFO(credentials.status());
   CHECK(credentials.status().code() == absl::StatusCode::kFailedPrecondition);
-  CHECK(credentials.status().message().find("--api_keys_file") != std::string::npos);
-  CHECK(credentials.status().message().find("--tls_cert_file") != std::string::npos);
+  CHECK(credentials.status().message().find("--api-keys-file") != std::string::npos);
+  CHECK(credentials.status().message().find("--tls-cert-file") != std::string::npos);
   // No TLS and no keys: plaintext, as before.
   CHECK(MakeListeningCredentials(TlsOptions{}, nullptr).ok());
 }

@@ -56,7 +56,7 @@ double Counter(const std::string& metrics, const std::string& name) {
 TEST_CASE("kestrel and kestrel-bench against a live server") {
   KESTREL_SHARED_PATH_OR_SKIP(model_dir, "models/stories260K");
   std::optional<TestServer> server =
-      TestServer::Start({"--model=" + model_dir.string(), "--num_threads=2"});
+      TestServer::Start({"--model=" + model_dir.string(), "--threads=2"});
   REQUIRE(server.has_value());
   const auto dir = ::kestrel::testing::MakeTempDir("client_e2e");
 

@@ -137,7 +137,7 @@ int Run(const Flags& f, const FlagSet& flags) {
 
   ModelLoadOptions load;
   load.model = f.model;
-  load.num_threads = f.threads;
+  load.threads = f.threads;
   load.kv_cache_bytes = static_cast<uint64_t>(f.kv_cache_mib) << 20;
   load.max_model_len = f.max_model_len;
   load.mmap_weights = f.mmap_weights;
@@ -149,7 +149,7 @@ int Run(const Flags& f, const FlagSet& flags) {
   const tokenizer::Tokenizer* tok = loaded->tokenizer.get();
 
   absl::StatusOr<engine::GenerateParams> request = Request(f, tok);
-  if (!request.ok()) return flags.UsageError(request.status().message());
+  if (!request.ok()) return flags.UsageError(std::string(request.status().message()));
   const std::vector<int32_t> prompt_ids = request->prompt_ids;
   engine::EngineOptions options;
   options.eos_token_ids = loaded->eos_token_ids;
@@ -160,7 +160,7 @@ int Run(const Flags& f, const FlagSet& flags) {
   absl::StatusOr<size_t> index = (*llm)->Add(*std::move(request));
   // A request the model cannot take is a bad flag value (--top-p=1.5, a
   // token id beyond the vocabulary, ...).
-  if (!index.ok()) return flags.UsageError(index.status().message());
+  if (!index.ok()) return flags.UsageError(std::string(index.status().message()));
 
   int64_t prefill_tokens = 0, decode_tokens = 0;
   double prefill_seconds = 0, decode_seconds = 0;

@@ -3,7 +3,7 @@
 // Startup: flags -> model (built-in demo or a Hugging Face directory) ->
 // engine -> gRPC server (health NOT_SERVING) -> warm-up request -> SERVING.
 // SIGTERM/SIGINT: health NOT_SERVING, new requests UNAVAILABLE, in-flight
-// requests finish for up to --drain_timeout, the rest end UNAVAILABLE, exit 0.
+// requests finish for up to --drain-timeout, the rest end UNAVAILABLE, exit 0.
 #include <condition_variable>
 #include <cstdio>
 #include <fstream>
@@ -11,13 +11,11 @@
 #include <mutex>
 #include <string>
 
-#include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/debugging/failure_signal_handler.h"
 #include "absl/debugging/symbolize.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/flags.h"
 #include "engine/engine.h"
 #include "engine/metrics.h"
 #include "prometheus/registry.h"
@@ -31,55 +29,131 @@
 #include "server/version.h"
 #include "spdlog/spdlog.h"
 
-ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "gRPC listen address, host:port (port 0 picks one)");
-ABSL_FLAG(std::string, port_file, "",
-          "If set, write the bound gRPC port to this file once serving (for scripts and tests)");
-ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9400",
-          "Prometheus /metrics listen address, host:port; empty disables it");
-ABSL_FLAG(std::string, metrics_port_file, "", "If set, write the bound metrics port to this file");
-ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
-          "On SIGTERM/SIGINT, how long in-flight requests may run before they are cancelled");
-ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off");
-ABSL_FLAG(std::string, request_log, "text",
-          "One line per finished request: text, json or off");
-ABSL_FLAG(int, max_request_bytes, 4 << 20, "Largest gRPC request message accepted, in bytes");
-ABSL_FLAG(int, max_stream_buffer_events, 4096,
-          "Events buffered for a Generate stream whose client is not reading; past it the "
-          "request is cancelled with RESOURCE_EXHAUSTED");
-
-ABSL_FLAG(std::string, model, "demo",
-          "\"demo\" (built-in random-weight Llama, no files) or a Hugging Face model directory");
-ABSL_FLAG(std::string, model_name, "", "Name reported to clients and in metrics");
-ABSL_FLAG(int, num_threads, 0, "Threads for the CPU kernels; 0 = one per CPU");
-ABSL_FLAG(int64_t, kv_cache_mib, 256, "Memory for the paged KV cache, MiB");
-ABSL_FLAG(int, max_model_len, 0, "Longest prompt plus output; 0 = the model's context length");
-ABSL_FLAG(bool, mmap_weights, false,
-          "Map the checkpoint instead of loading it into anonymous memory (faster start, "
-          "slower decode)");
-
-ABSL_FLAG(bool, bf16_dot, true,
-          "BF16 checkpoints: AVX-512 BF16 dot products (activations rounded to bf16); about "
-          "1.6x faster prefill. false = widen weights to F32 and multiply exactly");
-ABSL_FLAG(std::string, kv_cache_dtype, "auto",
-          "KV cache element type: auto (BF16 for BF16 checkpoints, else F32), f32 or bf16 (half "
-          "the bytes: twice the tokens in --kv_cache_mib)");
-ABSL_FLAG(int, max_num_batched_tokens, 2048, "Token budget of one engine step");
-ABSL_FLAG(int, max_num_seqs, 256, "Most sequences running at once");
-ABSL_FLAG(int, max_queued_requests, 1024,
-          "Requests waiting to start beyond which new ones get RESOURCE_EXHAUSTED; 0 = unbounded");
-ABSL_FLAG(bool, enable_prefix_caching, true, "Reuse KV blocks of shared prompt prefixes");
-ABSL_FLAG(std::string, scheduling_policy, "priority", "fcfs or priority");
-
-ABSL_FLAG(std::string, tls_cert_file, "", "PEM server certificate chain; enables TLS");
-ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file");
-ABSL_FLAG(std::string, tls_client_ca_file, "",
-          "PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)");
-ABSL_FLAG(std::string, api_keys_file, "",
-          "File with one API key per line; every RPC except health then needs "
-          "'authorization: Bearer <key>' (requires TLS)");
-
 namespace kestrel::server {
 namespace {
+
+// The command line; initial values are the defaults.
+struct Flags {
+  std::string listen = "0.0.0.0:50051";
+  std::string port_file;
+  std::string metrics_address = "0.0.0.0:9400";
+  std::string metrics_port_file;
+  absl::Duration drain_timeout = absl::Seconds(30);
+  std::string log_level = "info";
+  std::string request_log = "text";
+  int32_t max_request_bytes = 4 << 20;
+  int32_t max_stream_buffer_events = 4096;
+
+  std::string model = "demo";
+  std::string model_name;
+  int32_t threads = 0;
+  int64_t kv_cache_mib = 256;
+  int32_t max_model_len = 0;
+  bool mmap_weights = false;
+  bool bf16_dot = true;
+  std::string kv_cache_dtype = "auto";
+
+  int32_t max_num_batched_tokens = 2048;
+  int32_t max_num_seqs = 256;
+  int32_t max_queued_requests = 1024;
+  bool enable_prefix_caching = true;
+  std::string scheduling_policy = "priority";
+
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
+  std::string api_keys_file;
+};
+
+void DeclareFlags(FlagSet& flags, Flags& f) {
+  flags.Section("Serving");
+  flags.Add("listen", &f.listen, "HOST:PORT", "gRPC listen address (port 0 picks one)");
+  flags.Add("port-file", &f.port_file, "PATH",
+            "Write the bound gRPC port here once serving (for scripts and tests)");
+  flags.Add("metrics-address", &f.metrics_address, "HOST:PORT",
+            "Prometheus /metrics listen address; empty disables it");
+  flags.Add("metrics-port-file", &f.metrics_port_file, "PATH",
+            "Write the bound metrics port here");
+  flags.Add("drain-timeout", &f.drain_timeout, "DURATION",
+            "On SIGTERM/SIGINT, how long in-flight requests may run before they are cancelled");
+  flags.Add("log-level", &f.log_level, "", "Log verbosity")
+      .Choices({"trace", "debug", "info", "warn", "error", "off"});
+  flags.Add("request-log", &f.request_log, "", "One line per finished request")
+      .Choices({"text", "json", "off"});
+  flags.Add("max-request-bytes", &f.max_request_bytes, "BYTES",
+            "Largest gRPC request message accepted");
+  flags.Add("max-stream-buffer-events", &f.max_stream_buffer_events, "N",
+            "Events buffered for a stream whose client is not reading; past it the request is "
+            "cancelled (RESOURCE_EXHAUSTED)");
+
+  flags.Section("Model");
+  flags.Add("model", &f.model, "DIR|demo",
+            "A Hugging Face model directory, or demo (built-in random-weight Llama, no files)");
+  flags.Add("model-name", &f.model_name, "NAME", "Name reported to clients and in metrics")
+      .DefaultText("the model's");
+  flags.Add("threads", &f.threads, "N", "CPU compute threads; 0 = one per CPU");
+  flags.Add("kv-cache-mib", &f.kv_cache_mib, "MIB", "Memory for the paged KV cache");
+  flags.Add("max-model-len", &f.max_model_len, "TOKENS",
+            "Longest prompt plus output; 0 = the model's context length");
+  flags.Add("mmap-weights", &f.mmap_weights,
+            "Map the checkpoint instead of loading it into anonymous memory (faster start, slower "
+            "decode)");
+  flags.Add("bf16-dot", &f.bf16_dot,
+            "BF16 checkpoints: bf16 dot products (about 1.6x faster prefill); --no-bf16-dot "
+            "widens weights to F32 and multiplies exactly");
+  flags.Add("kv-cache-dtype", &f.kv_cache_dtype, "auto|f32|bf16",
+            "KV cache element type; auto = BF16 for BF16 checkpoints, else F32");
+
+  flags.Section("Engine");
+  flags.Add("max-num-batched-tokens", &f.max_num_batched_tokens, "N",
+            "Token budget of one engine step");
+  flags.Add("max-num-seqs", &f.max_num_seqs, "N", "Most sequences running at once");
+  flags.Add("max-queued-requests", &f.max_queued_requests, "N",
+            "Waiting requests beyond which new ones get RESOURCE_EXHAUSTED; 0 = unbounded");
+  flags.Add("enable-prefix-caching", &f.enable_prefix_caching,
+            "Reuse KV blocks of shared prompt prefixes");
+  flags.Add("scheduling-policy", &f.scheduling_policy, "", "Which waiting request runs first")
+      .Choices({"fcfs", "priority"});
+
+  flags.Section("Security (docs/security.md)");
+  flags.Add("tls-cert-file", &f.tls_cert_file, "PEM",
+            "Server certificate chain; enables TLS");
+  flags.Add("tls-key-file", &f.tls_key_file, "PEM", "Private key of --tls-cert-file");
+  flags.Add("tls-client-ca-file", &f.tls_client_ca_file, "PEM",
+            "CA bundle; clients must present a certificate it signed (mutual TLS)");
+  flags.Add("api-keys-file", &f.api_keys_file, "PATH",
+            "One API key per line; every RPC but health then needs 'authorization: Bearer "
+            "<key>' (requires TLS)");
+}
+
+// Range checks the parser cannot make; an error names the flag.
+std::string CheckFlags(const Flags& f) {
+  auto at_least = [](const char* name, int64_t value, int64_t min) {
+    return value >= min ? std::string()
+                        : absl::StrCat("--", name, ": must be >= ", min, ", got ", value);
+  };
+  for (const std::string& error : {
+           at_least("threads", f.threads, 0),
+           at_least("kv-cache-mib", f.kv_cache_mib, 1),
+           at_least("max-model-len", f.max_model_len, 0),
+           at_least("max-request-bytes", f.max_request_bytes, 1),
+           at_least("max-stream-buffer-events", f.max_stream_buffer_events, 1),
+           at_least("max-num-batched-tokens", f.max_num_batched_tokens, 1),
+           at_least("max-num-seqs", f.max_num_seqs, 1),
+           at_least("max-queued-requests", f.max_queued_requests, 0),
+       }) {
+    if (!error.empty()) return error;
+  }
+  if (f.drain_timeout < absl::ZeroDuration()) {
+    return absl::StrCat("--drain-timeout: must be >= 0, got ", absl::FormatDuration(f.drain_timeout));
+  }
+  if (!model::ParseKvCacheDType(f.kv_cache_dtype).ok()) {
+    return absl::StrCat("--kv-cache-dtype: expected auto, f32 or bf16, got \"", f.kv_cache_dtype,
+                        "\"");
+  }
+  return "";
+}
+
 
 absl::Status WritePortFile(const std::string& path, int port) {
   if (path.empty()) return absl::OkStatus();
@@ -135,55 +209,31 @@ absl::Status WarmUp(engine::Engine& engine) {
   return sink->Wait(absl::Minutes(5));
 }
 
-absl::StatusOr<engine::RequestLogFormat> ParseRequestLog(const std::string& value) {
-  if (value == "text") return engine::RequestLogFormat::kText;
+engine::RequestLogFormat RequestLogFormatFor(const std::string& value) {
   if (value == "json") return engine::RequestLogFormat::kJson;
   if (value == "off") return engine::RequestLogFormat::kOff;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--request_log must be text, json or off, got '", value, "'"));
+  return engine::RequestLogFormat::kText;
 }
 
-int Run() {
-  const std::string level_name = absl::GetFlag(FLAGS_log_level);
-  spdlog::level::level_enum level = spdlog::level::from_str(level_name);
-  if (level == spdlog::level::off && level_name != "off") {
-    spdlog::error("--log_level must be trace, debug, info, warn, error or off, got '{}'", level_name);
-    return 2;
-  }
-  spdlog::set_level(level);
-  absl::StatusOr<engine::RequestLogFormat> request_log = ParseRequestLog(absl::GetFlag(FLAGS_request_log));
-  if (!request_log.ok()) {
-    spdlog::error("{}", std::string(request_log.status().message()));
-    return 2;
-  }
-  const std::string policy = absl::GetFlag(FLAGS_scheduling_policy);
-  if (policy != "fcfs" && policy != "priority") {
-    spdlog::error("--scheduling_policy must be fcfs or priority, got '{}'", policy);
-    return 2;
-  }
-  if (absl::GetFlag(FLAGS_kv_cache_mib) <= 0) {
-    spdlog::error("--kv_cache_mib must be positive, got {}", absl::GetFlag(FLAGS_kv_cache_mib));
-    return 2;
-  }
-  const absl::StatusOr<model::KvCacheDType> kv_dtype =
-      model::ParseKvCacheDType(absl::GetFlag(FLAGS_kv_cache_dtype));
-  if (!kv_dtype.ok()) {
-    spdlog::error("--{}", std::string(kv_dtype.status().message()));
-    return 2;
-  }
+// Serves until SIGTERM/SIGINT; returns the exit code.
+// REQUIRES: CheckFlags(f) is empty.
+int Run(const Flags& f) {
+  spdlog::set_level(spdlog::level::from_str(f.log_level));
+  const model::KvCacheDType kv_dtype = *model::ParseKvCacheDType(f.kv_cache_dtype);
+  const std::string& policy = f.scheduling_policy;
 
   // Before any thread starts, so only the watcher sees the signals.
   ShutdownSignals signals;
 
   ModelLoadOptions load;
-  load.model = absl::GetFlag(FLAGS_model);
-  load.model_name = absl::GetFlag(FLAGS_model_name);
-  load.num_threads = absl::GetFlag(FLAGS_num_threads);
-  load.kv_cache_bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_kv_cache_mib)) << 20;
-  load.max_model_len = absl::GetFlag(FLAGS_max_model_len);
-  load.mmap_weights = absl::GetFlag(FLAGS_mmap_weights);
-  load.bf16_dot = absl::GetFlag(FLAGS_bf16_dot);
-  load.kv_cache_dtype = *kv_dtype;
+  load.model = f.model;
+  load.model_name = f.model_name;
+  load.threads = f.threads;
+  load.kv_cache_bytes = static_cast<uint64_t>(f.kv_cache_mib) << 20;
+  load.max_model_len = f.max_model_len;
+  load.mmap_weights = f.mmap_weights;
+  load.bf16_dot = f.bf16_dot;
+  load.kv_cache_dtype = kv_dtype;
   const absl::Time load_start = absl::Now();
   absl::StatusOr<LoadedModel> model = LoadModel(load);
   if (!model.ok()) {
@@ -198,7 +248,7 @@ int Run() {
   auto registry = std::make_shared<prometheus::Registry>();
   engine::EngineMetrics metrics(*registry, model->info.name());
   std::unique_ptr<MetricsExposer> exposer;
-  if (const std::string address = absl::GetFlag(FLAGS_metrics_address); !address.empty()) {
+  if (const std::string address = f.metrics_address; !address.empty()) {
     absl::StatusOr<std::unique_ptr<MetricsExposer>> created = MetricsExposer::Create(address, registry);
     if (!created.ok()) {
       spdlog::error("{}", std::string(created.status().message()));
@@ -206,21 +256,21 @@ int Run() {
     }
     exposer = std::move(*created);
     spdlog::info("metrics on http://{}/metrics (port {})", address, exposer->port());
-    if (absl::Status s = WritePortFile(absl::GetFlag(FLAGS_metrics_port_file), exposer->port()); !s.ok()) {
+    if (absl::Status s = WritePortFile(f.metrics_port_file, exposer->port()); !s.ok()) {
       spdlog::error("{}", std::string(s.message()));
       return 1;
     }
   }
 
   engine::Engine::Options engine_options;
-  engine_options.max_num_batched_tokens = absl::GetFlag(FLAGS_max_num_batched_tokens);
-  engine_options.max_num_seqs = absl::GetFlag(FLAGS_max_num_seqs);
-  engine_options.max_queued_requests = absl::GetFlag(FLAGS_max_queued_requests);
-  engine_options.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
+  engine_options.max_num_batched_tokens = f.max_num_batched_tokens;
+  engine_options.max_num_seqs = f.max_num_seqs;
+  engine_options.max_queued_requests = f.max_queued_requests;
+  engine_options.enable_prefix_caching = f.enable_prefix_caching;
   engine_options.policy = policy == "fcfs" ? scheduler::SchedulingPolicy::kFcfs
                                            : scheduler::SchedulingPolicy::kPriority;
   engine_options.eos_token_ids = model->eos_token_ids;
-  engine_options.request_log = *request_log;
+  engine_options.request_log = RequestLogFormatFor(f.request_log);
   absl::StatusOr<std::unique_ptr<engine::Engine>> engine = engine::Engine::Create(
       engine_options, std::move(model->executor), model->tokenizer.get(), &metrics);
   if (!engine.ok()) {
@@ -229,43 +279,39 @@ int Run() {
   }
 
   KestrelServiceOptions service_options;
-  service_options.listen_address = absl::GetFlag(FLAGS_listen);
+  service_options.listen_address = f.listen;
   service_options.model_info = model->info;
-  service_options.max_buffered_events = absl::GetFlag(FLAGS_max_stream_buffer_events);
-  if (service_options.max_buffered_events < 1) {
-    spdlog::error("--max_stream_buffer_events must be >= 1, got {}", service_options.max_buffered_events);
-    return 2;
-  }
+  service_options.max_buffered_events = f.max_stream_buffer_events;
   service_options.config = {
       {"model", load.model},
       {"max_model_len", std::to_string((*engine)->max_model_len())},
-      {"kv_cache_mib", std::to_string(absl::GetFlag(FLAGS_kv_cache_mib))},
+      {"kv_cache_mib", std::to_string(f.kv_cache_mib)},
       {"kv_cache_dtype", model->kv_cache_dtype},
       {"max_num_batched_tokens", std::to_string(engine_options.max_num_batched_tokens)},
       {"max_num_seqs", std::to_string(engine_options.max_num_seqs)},
       {"max_queued_requests", std::to_string(engine_options.max_queued_requests)},
       {"enable_prefix_caching", engine_options.enable_prefix_caching ? "true" : "false"},
       {"scheduling_policy", policy},
-      {"tls", absl::GetFlag(FLAGS_tls_cert_file).empty() ? "off" : "on"},
-      {"api_keys", absl::GetFlag(FLAGS_api_keys_file).empty() ? "off" : "on"},
+      {"tls", f.tls_cert_file.empty() ? "off" : "on"},
+      {"api_keys", f.api_keys_file.empty() ? "off" : "on"},
   };
   KestrelService service(service_options, engine->get(), model->tokenizer.get());
 
   ServerOptions options;
-  options.listen_address = absl::GetFlag(FLAGS_listen);
-  options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_request_bytes);
+  options.listen_address = f.listen;
+  options.max_receive_message_bytes = f.max_request_bytes;
   TlsOptions tls;
-  tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
-  tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
-  tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  tls.cert_file = f.tls_cert_file;
+  tls.key_file = f.tls_key_file;
+  tls.client_ca_file = f.tls_client_ca_file;
   std::shared_ptr<grpc::AuthMetadataProcessor> auth;
-  if (const std::string keys_file = absl::GetFlag(FLAGS_api_keys_file); !keys_file.empty()) {
+  if (const std::string keys_file = f.api_keys_file; !keys_file.empty()) {
     absl::StatusOr<ApiKeys> keys = ApiKeys::LoadFile(keys_file);
     if (!keys.ok()) {
       spdlog::error("{}", std::string(keys.status().message()));
       return 1;
     }
-    spdlog::info("API keys required ({} loaded from --api_keys_file)", keys->size());
+    spdlog::info("API keys required ({} loaded from --api-keys-file)", keys->size());
     auth = std::make_shared<ApiKeyAuthProcessor>(std::move(*keys));
   }
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
@@ -287,13 +333,13 @@ int Run() {
   }
   (*server)->SetServing(true);
   spdlog::info("kestrel-server {} serving {} on {} (port {})", kVersion, model->info.name(),
-               absl::GetFlag(FLAGS_listen), (*server)->port());
-  if (absl::Status s = WritePortFile(absl::GetFlag(FLAGS_port_file), (*server)->port()); !s.ok()) {
+               f.listen, (*server)->port());
+  if (absl::Status s = WritePortFile(f.port_file, (*server)->port()); !s.ok()) {
     spdlog::error("{}", std::string(s.message()));
     return 1;
   }
 
-  const absl::Duration drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
+  const absl::Duration drain_timeout = f.drain_timeout;
   Server* raw_server = server->get();
   engine::Engine* raw_engine = engine->get();
   signals.Watch([&, raw_server, raw_engine, drain_timeout](int signal_number) {
@@ -328,8 +374,19 @@ int main(int argc, char** argv) {
   // log), so a field failure leaves something to debug.
   absl::InitializeSymbolizer(argv[0]);
   absl::InstallFailureSignalHandler(absl::FailureSignalHandlerOptions());
-  absl::SetProgramUsageMessage(
-      "Kestrel LLM inference server.\n  kestrel-server --model=demo --listen=0.0.0.0:50051");
-  absl::ParseCommandLine(argc, argv);
-  return kestrel::server::Run();
+  kestrel::server::Flags flags_values;
+  kestrel::FlagSet flags("kestrel-server", "",
+                         "The Kestrel LLM inference server (docs/operations.md).\n"
+                         "  kestrel-server --model=demo --listen=0.0.0.0:50051\n"
+                         "Exit codes: 0 stopped cleanly (SIGTERM/SIGINT), 1 runtime error (model, "
+                         "ports, TLS files), 2 usage.");
+  kestrel::server::DeclareFlags(flags, flags_values);
+  const kestrel::ParsedArgs args = flags.ParseOrExit(argc, argv);
+  if (!args.positional.empty()) {
+    return flags.UsageError(absl::StrCat("unexpected argument '", args.positional[0], "' (see --help)"));
+  }
+  if (const std::string error = kestrel::server::CheckFlags(flags_values); !error.empty()) {
+    return flags.UsageError(error);
+  }
+  return kestrel::server::Run(flags_values);
 }

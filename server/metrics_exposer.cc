@@ -1,4 +1,4 @@
-// MetricsExposer: validates --metrics_address, starts prometheus::Exposer
+// MetricsExposer: validates --metrics-address, starts prometheus::Exposer
 // and turns its exceptions into absl::Status.
 #include "server/metrics_exposer.h"
 
@@ -22,7 +22,7 @@ namespace {
 absl::Status ValidateAddress(absl::string_view address) {
   auto invalid = [&](absl::string_view why) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--metrics_address must be host:port (port 0 picks a free one), got \"",
+        absl::StrCat("--metrics-address must be host:port (port 0 picks a free one), got \"",
                      address, "\": ", why));
   };
   if (address.empty()) return invalid("empty");
@@ -77,13 +77,13 @@ absl::StatusOr<std::unique_ptr<MetricsExposer>> MetricsExposer::Create(
     exposer->RegisterCollectable(registry, "/metrics");
   } catch (const std::exception& e) {
     return absl::UnavailableError(
-        absl::StrCat("cannot serve metrics on --metrics_address=", address,
+        absl::StrCat("cannot serve metrics on --metrics-address=", address,
                      " (address in use or not local?): ", e.what()));
   }
   const std::vector<int> ports = exposer->GetListeningPorts();
   if (ports.empty() || ports.front() <= 0) {
     return absl::UnavailableError(absl::StrCat(
-        "cannot serve metrics on --metrics_address=", address, ": no listening port after start"));
+        "cannot serve metrics on --metrics-address=", address, ": no listening port after start"));
   }
   return std::unique_ptr<MetricsExposer>(
       new MetricsExposer(std::move(registry), std::move(exposer), ports.front()));

@@ -1,5 +1,5 @@
 // Serves a Prometheus registry over HTTP at /metrics (prometheus-cpp's
-// civetweb-based Exposer) on --metrics_address, separate from the gRPC port
+// civetweb-based Exposer) on --metrics-address, separate from the gRPC port
 // so scrapers need neither gRPC nor the API key.
 #ifndef KESTREL_SERVER_METRICS_EXPOSER_H_
 #define KESTREL_SERVER_METRICS_EXPOSER_H_
@@ -26,7 +26,7 @@ class MetricsExposer {
  public:
   // Starts serving `registry` at http://`address`/metrics. `address` is
   // host:port (IPv6 hosts in brackets: "[::1]:9090"); port 0 picks a free
-  // port (see port()). Errors name the --metrics_address flag and the value:
+  // port (see port()). Errors name the --metrics-address flag and the value:
   // INVALID_ARGUMENT for a malformed address or a null registry, UNAVAILABLE
   // when the address cannot be bound (in use, not a local address).
   static absl::StatusOr<std::unique_ptr<MetricsExposer>> Create(

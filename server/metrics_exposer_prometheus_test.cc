@@ -84,8 +84,8 @@ TEST_CASE("promtool accepts /metrics and Prometheus answers histogram_quantile o
   // 1. The process under test, on a port it picks.
   auto target =
       Subprocess::Start({::kestrel::testing::RunfilePath("server/metrics_exposer_testbin").string(),
-                         "--metrics_address=127.0.0.1:0", "--port_file=" + (dir / "port").string(),
-                         "--max_seconds=90"},
+                         "--metrics-address=127.0.0.1:0", "--port-file=" + (dir / "port").string(),
+                         "--max-seconds=90"},
                         dir / "target.log");
   REQUIRE(target.has_value());
   auto port_text = ::kestrel::testing::WaitForFile(dir / "port", *target, 15s);

@@ -59,7 +59,7 @@ TEST_CASE("serves the registry at /metrics on a picked port") {
   CHECK(response->status_code == 404);
 }
 
-TEST_CASE("a malformed --metrics_address is INVALID_ARGUMENT naming the flag and value") {
+TEST_CASE("a malformed --metrics-address is INVALID_ARGUMENT naming the flag and value") {
   auto registry = std::make_shared<prometheus::Registry>();
   for (const std::string address :
        {"", "9090", "localhost", ":9090", "127.0.0.1:", "127.0.0.1:http", "127.0.0.1:65536",
@@ -68,7 +68,7 @@ TEST_CASE("a malformed --metrics_address is INVALID_ARGUMENT naming the flag and
     INFO("address \"" << address << "\": " << exposer.status());
     REQUIRE_FALSE(exposer.ok());
     CHECK(exposer.status().code() == absl::StatusCode::kInvalidArgument);
-    CHECK(exposer.status().message().find("--metrics_address") != std::string::npos);
+    CHECK(exposer.status().message().find("--metrics-address") != std::string::npos);
     CHECK(exposer.status().message().find(absl::StrCat("\"", address, "\"")) != std::string::npos);
   }
   auto null_registry = MetricsExposer::Create("127.0.0.1:0", nullptr);
@@ -94,12 +94,12 @@ TEST_CASE("an address in use or not local is UNAVAILABLE, not an exception") {
   INFO(exposer.status());
   REQUIRE_FALSE(exposer.ok());
   CHECK(exposer.status().code() == absl::StatusCode::kUnavailable);
-  CHECK(exposer.status().message().find("--metrics_address=" + busy) != std::string::npos);
+  CHECK(exposer.status().message().find("--metrics-address=" + busy) != std::string::npos);
 
   // 192.0.2.1 (TEST-NET-1) is not an address of this machine.
   auto foreign = MetricsExposer::Create("192.0.2.1:0", registry);
   CHECK(foreign.status().code() == absl::StatusCode::kUnavailable);
-  CHECK(foreign.status().message().find("--metrics_address=192.0.2.1:0") != std::string::npos);
+  CHECK(foreign.status().message().find("--metrics-address=192.0.2.1:0") != std::string::npos);
 }
 
 TEST_CASE("scrapes run while other threads record") {

@@ -1,8 +1,8 @@
 // A stand-in for kestrel-server's metrics side, for the end-to-end test with
 // a real Prometheus: serves EngineMetrics on a free port, writes the port to
-// --port_file, and keeps recording a steady, known traffic pattern (every
+// --port-file, and keeps recording a steady, known traffic pattern (every
 // request: 30 ms to first token, 1 ms queue, 0.5 s end to end) until SIGTERM
-// or SIGINT, or --max_seconds as a backstop.
+// or SIGINT, or --max-seconds as a backstop.
 #include <signal.h>
 
 #include <cstdio>
@@ -13,31 +13,24 @@
 #include <iostream>
 #include <memory>
 #include <string>
-#include <string_view>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/flags.h"
 #include "engine/metrics.h"
 #include "server/metrics_exposer.h"
 
-namespace {
-
-std::string Flag(int argc, char** argv, std::string_view name, std::string fallback) {
-  const std::string prefix = "--" + std::string(name) + "=";
-  for (int i = 1; i < argc; ++i) {
-    if (std::string_view(argv[i]).substr(0, prefix.size()) == prefix) {
-      return argv[i] + prefix.size();
-    }
-  }
-  return fallback;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  const std::string address = Flag(argc, argv, "metrics_address", "127.0.0.1:0");
-  const std::string port_file = Flag(argc, argv, "port_file", "");
-  const double max_seconds = std::atof(Flag(argc, argv, "max_seconds", "120").c_str());
+  std::string address = "127.0.0.1:0";
+  std::string port_file;
+  double max_seconds = 120;
+  kestrel::FlagSet flags("metrics_exposer_testbin", "",
+                         "Serves EngineMetrics with a known traffic pattern, for the Prometheus "
+                         "test.");
+  flags.Add("metrics-address", &address, "HOST:PORT", "Listen address of /metrics");
+  flags.Add("port-file", &port_file, "PATH", "Write the bound port here");
+  flags.Add("max-seconds", &max_seconds, "S", "Exit after this long at the latest");
+  flags.ParseOrExit(argc, argv);
 
   // Block the stop signals before any thread starts so only sigtimedwait
   // below sees them.

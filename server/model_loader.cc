@@ -65,7 +65,7 @@ class TempDir {
 absl::StatusOr<LoadedModel> LoadModel(const ModelLoadOptions& options) {
   LoadedModel loaded;
   model::Worker::Options worker_options;
-  worker_options.threads = options.num_threads;
+  worker_options.threads = options.threads;
   worker_options.runner.kv_cache_bytes = options.kv_cache_bytes;
   worker_options.runner.bf16_dot = options.bf16_dot;
   worker_options.runner.kv_cache_dtype = options.kv_cache_dtype;

@@ -24,8 +24,8 @@ struct ModelLoadOptions {
   // Name reported by GetModelInfo and in metrics; empty: "demo" or the
   // directory's base name.
   std::string model_name;
-  // Threads for GEMM and attention; 0 = one per CPU.
-  int num_threads = 0;
+  // CPU backend threads (GEMM, attention, sampling); 0 = one per CPU.
+  int threads = 0;
   // Bytes for the paged KV cache.
   uint64_t kv_cache_bytes = 256ull << 20;
   // Cap on prompt plus output; 0 = the model's context length.

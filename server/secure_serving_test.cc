@@ -49,8 +49,8 @@ TEST_CASE("TLS and API keys guard every RPC but health") {
   const std::filesystem::path keys = pki->dir / "api_keys";
   std::ofstream(keys) << "# operator keys\n" << kKey << "\n";
   std::optional<TestServer> server = TestServer::Start(
-      {"--tls_cert_file=" + pki->server_cert.string(), "--tls_key_file=" + pki->server_key.string(),
-       "--api_keys_file=" + keys.string()});
+      {"--tls-cert-file=" + pki->server_cert.string(), "--tls-key-file=" + pki->server_key.string(),
+       "--api-keys-file=" + keys.string()});
   REQUIRE(server.has_value());
   auto channel = TlsChannel(*server, *pki);
 
@@ -83,7 +83,7 @@ TEST_CASE("API keys without TLS are refused at startup") {
   auto dir = ::kestrel::testing::MakeTempDir("kestrel_keys");
   std::ofstream(dir / "keys") << kKey << "\n";
   std::optional<TestServer> server =
-      TestServer::Start({"--api_keys_file=" + (dir / "keys").string()}, 20);
+      TestServer::Start({"--api-keys-file=" + (dir / "keys").string()}, 20);
   CHECK_FALSE(server.has_value());
 }
 

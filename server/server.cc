@@ -18,7 +18,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options,
   }
   if (options.max_receive_message_bytes <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--max_request_bytes must be positive, got ", options.max_receive_message_bytes));
+        "--max-request-bytes must be positive, got ", options.max_receive_message_bytes));
   }
   // Both are process-wide switches read by ServerBuilder::BuildAndStart.
   grpc::EnableDefaultHealthCheckService(true);

@@ -126,34 +126,68 @@ TEST_CASE("kestrel-server describes itself and lists its services by reflection"
 TEST_CASE("kestrel-server refuses an address already in use with a clear error") {
   TestServer first = StartDemo();
   auto [status, log] = RunToExit({"--listen=127.0.0.1:" + std::to_string(first.port),
-                                  "--metrics_address="});
+                                  "--metrics-address="});
   CHECK(status == 1);
   CHECK(log.find("127.0.0.1:" + std::to_string(first.port)) != std::string::npos);
 }
 
-TEST_CASE("kestrel-server rejects bad flags and missing models by name") {
-  {
-    auto [status, log] = RunToExit({"--log_level=loud"});
-    CHECK(status == 2);
-    CHECK(log.find("--log_level") != std::string::npos);
-    CHECK(log.find("loud") != std::string::npos);
+TEST_CASE("kestrel-server rejects missing models by name") {
+  auto [status, log] = RunToExit({"--model=/nonexistent/model", "--metrics-address="});
+  CHECK(status == 1);
+  CHECK(log.find("/nonexistent/model") != std::string::npos);
+}
+
+// The command-line contract shared by every binary (docs/cli.md): a usage
+// error is exit 2 and one stderr line naming the flag; --help is exit 0.
+TEST_CASE("kestrel-server usage errors are exit 2 and one line naming the flag") {
+  const std::string binary = ::kestrel::testing::RunfilePath("server/kestrel-server").string();
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--foo"}, "kestrel-server: unknown flag --foo (see --help)\n"},
+      {{"--num_threads=2"}, "kestrel-server: unknown flag --num_threads (see --help)\n"},
+      {{"--threads=x"}, "kestrel-server: --threads: expected an integer, got \"x\"\n"},
+      {{"--threads", "-1"}, "kestrel-server: --threads: must be >= 0, got -1\n"},
+      {{"--kv_cache_mib=0"}, "kestrel-server: --kv-cache-mib: must be >= 1, got 0\n"},
+      {{"--drain-timeout=5"},
+       "kestrel-server: --drain-timeout: expected a duration such as 30s, 500ms or 2m, got "
+       "\"5\"\n"},
+      {{"--mmap-weights=maybe"},
+       "kestrel-server: --mmap-weights: expected true or false, got \"maybe\"\n"},
+      {{"--log-level=loud"},
+       "kestrel-server: --log-level: expected trace, debug, info, warn, error or off, got "
+       "\"loud\"\n"},
+      {{"--scheduling-policy=random"},
+       "kestrel-server: --scheduling-policy: expected fcfs or priority, got \"random\"\n"},
+      {{"--kv-cache-dtype=fp8"},
+       "kestrel-server: --kv-cache-dtype: expected auto, f32 or bf16, got \"fp8\"\n"},
+      {{"--max-stream-buffer-events=0"},
+       "kestrel-server: --max-stream-buffer-events: must be >= 1, got 0\n"},
+      {{"--listen"}, "kestrel-server: --listen: missing value (--listen=HOST:PORT)\n"},
+      {{"serve"}, "kestrel-server: unexpected argument 'serve' (see --help)\n"},
+  };
+  for (const auto& [args, message] : cases) {
+    std::vector<std::string> argv = {binary};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto run = ::kestrel::testing::RunAndCapture(argv);
+    REQUIRE(run.has_value());
+    INFO(args[0] << " -> stdout: " << run->out);
+    CHECK(run->exit_status == 2);
+    CHECK(run->err == message);
   }
-  {
-    auto [status, log] = RunToExit({"--model=/nonexistent/model", "--metrics_address="});
-    CHECK(status == 1);
-    CHECK(log.find("/nonexistent/model") != std::string::npos);
+}
+
+TEST_CASE("kestrel-server --help is exit 0 in the common format") {
+  auto run = ::kestrel::testing::RunAndCapture(
+      {::kestrel::testing::RunfilePath("server/kestrel-server").string(), "--help"});
+  REQUIRE(run.has_value());
+  CHECK(run->exit_status == 0);
+  CHECK(run->err.empty());
+  CHECK(run->out.rfind("Usage: kestrel-server [flags]\n", 0) == 0);
+  CHECK(run->out.find("\nFlags:\n  -h, --help ") != std::string::npos);
+  for (const char* line : {"\n  --kv-cache-mib=MIB ", "\n  --threads=N ", "\n  --mmap-weights ",
+                           "\n  --drain-timeout=DURATION "}) {
+    CHECK(run->out.find(line) != std::string::npos);
   }
-  {
-    auto [status, log] = RunToExit({"--scheduling_policy=random", "--metrics_address="});
-    CHECK(status == 2);
-    CHECK(log.find("--scheduling_policy") != std::string::npos);
-  }
-  {
-    auto [status, log] = RunToExit({"--kv_cache_dtype=fp8", "--metrics_address="});
-    CHECK(status == 2);
-    CHECK(log.find("--kv_cache_dtype must be auto, f32 or bf16, got \"fp8\"") !=
-          std::string::npos);
-  }
+  CHECK(run->out.find("Memory for the paged KV cache (default: 256)\n") != std::string::npos);
 }
 
 TEST_CASE("kestrel-server with a BF16 KV cache holds twice the blocks and still generates") {
@@ -176,9 +210,9 @@ TEST_CASE("kestrel-server with a BF16 KV cache holds twice the blocks and still 
     return std::make_tuple(info.load().kv_blocks_total(), info.config().at("kv_cache_dtype"),
                            response.completions(0).token_ids_size());
   };
-  const auto [f32_blocks, f32_name, f32_tokens] = blocks_and_text({"--kv_cache_mib=8"});
+  const auto [f32_blocks, f32_name, f32_tokens] = blocks_and_text({"--kv-cache-mib=8"});
   const auto [bf16_blocks, bf16_name, bf16_tokens] =
-      blocks_and_text({"--kv_cache_mib=8", "--kv_cache_dtype=bf16"});
+      blocks_and_text({"--kv-cache-mib=8", "--kv-cache-dtype=bf16"});
   CHECK(f32_name == "F32");
   CHECK(bf16_name == "BF16");
   CHECK(bf16_blocks == 2 * f32_blocks);

@@ -67,7 +67,7 @@ TestServer StartDemo(std::vector<std::string> args = {}) {
 }
 
 TEST_CASE("invalid requests get INVALID_ARGUMENT naming the field, and the server keeps serving") {
-  TestServer server = StartDemo({"--max_request_bytes=65536"});
+  TestServer server = StartDemo({"--max-request-bytes=65536"});
   auto stub = kestrel::v1::Kestrel::NewStub(server.Channel());
   struct Case {
     std::string name;
@@ -210,8 +210,8 @@ TEST_CASE("Abort ends a request by id; n > 1 streams one finish per sample") {
 }
 
 TEST_CASE("a full queue answers RESOURCE_EXHAUSTED") {
-  TestServer server = StartDemo({"--max_num_seqs=1", "--max_num_batched_tokens=16",
-                                 "--max_queued_requests=2"});
+  TestServer server = StartDemo({"--max-num-seqs=1", "--max-num-batched-tokens=16",
+                                 "--max-queued-requests=2"});
   std::vector<StreamResult> results(12);
   std::vector<std::thread> threads;
   for (int i = 0; i < 12; ++i) {
@@ -225,7 +225,7 @@ TEST_CASE("a full queue answers RESOURCE_EXHAUSTED") {
     if (r.status.ok()) ++ok;
     if (r.status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
       ++exhausted;
-      CHECK_THAT(r.status.error_message(), Catch::Contains("max_queued_requests=2"));
+      CHECK_THAT(r.status.error_message(), Catch::Contains("--max-queued-requests=2"));
     }
   }
   CHECK(ok >= 1);
@@ -234,7 +234,7 @@ TEST_CASE("a full queue answers RESOURCE_EXHAUSTED") {
 }
 
 TEST_CASE("SIGTERM drains: active streams complete, new requests get UNAVAILABLE, exit 0") {
-  TestServer server = StartDemo({"--drain_timeout=60s"});
+  TestServer server = StartDemo({"--drain-timeout=60s"});
   std::atomic<int> started{0};
   std::vector<StreamResult> results(16);
   std::vector<std::thread> threads;
@@ -280,7 +280,7 @@ TEST_CASE("SIGTERM drains: active streams complete, new requests get UNAVAILABLE
 }
 
 TEST_CASE("past the drain timeout the remaining streams end UNAVAILABLE and the server exits 0") {
-  TestServer server = StartDemo({"--drain_timeout=100ms", "--max_num_seqs=2"});
+  TestServer server = StartDemo({"--drain-timeout=100ms", "--max-num-seqs=2"});
   std::atomic<int> started{0};
   std::vector<StreamResult> results(4);
   std::vector<std::thread> threads;

@@ -146,8 +146,8 @@ TEST_CASE("serving stories260K over gRPC") {
   KESTREL_SHARED_PATH_OR_SKIP(model_dir, "models/stories260K");
   const Golden golden = LoadGolden(model_dir);
   std::optional<TestServer> server =
-      TestServer::Start({"--model=" + model_dir.string(), "--max_queued_requests=256",
-                         "--num_threads=2", "--request_log=json"});
+      TestServer::Start({"--model=" + model_dir.string(), "--max-queued-requests=256",
+                         "--threads=2", "--request-log=json"});
   REQUIRE(server.has_value());
   auto stub = kestrel::v1::Kestrel::NewStub(server->Channel());
 
@@ -294,7 +294,7 @@ TEST_CASE("serving stories260K over gRPC") {
   SECTION("a client that stops reading is cancelled with RESOURCE_EXHAUSTED") {
     // A separate server with a tiny stream buffer.
     std::optional<TestServer> small = TestServer::Start(
-        {"--model=" + model_dir.string(), "--max_stream_buffer_events=8", "--num_threads=2"});
+        {"--model=" + model_dir.string(), "--max-stream-buffer-events=8", "--threads=2"});
     REQUIRE(small.has_value());
     // A client whose HTTP/2 receive window stays small, so the server's
     // writes stall as soon as the client stops reading.

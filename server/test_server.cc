@@ -18,9 +18,9 @@ std::optional<TestServer> TestServer::Start(const std::vector<std::string>& args
   std::vector<std::string> argv = {
       ::kestrel::testing::RunfilePath("server/kestrel-server").string(),
       "--listen=127.0.0.1:0",
-      "--port_file=" + (server.dir / "port").string(),
-      "--metrics_address=127.0.0.1:0",
-      "--metrics_port_file=" + (server.dir / "metrics_port").string(),
+      "--port-file=" + (server.dir / "port").string(),
+      "--metrics-address=127.0.0.1:0",
+      "--metrics-port-file=" + (server.dir / "metrics_port").string(),
   };
   argv.insert(argv.end(), args.begin(), args.end());
   server.process = ::kestrel::testing::Subprocess::Start(argv, server.dir / "server.log");

@@ -22,8 +22,8 @@ struct TestServer {
   int port = 0;
   int metrics_port = 0;
 
-  // Starts kestrel-server with `args` plus --listen, --port_file,
-  // --metrics_address and --metrics_port_file on loopback. Returns nullopt
+  // Starts kestrel-server with `args` plus --listen, --port-file,
+  // --metrics-address and --metrics-port-file on loopback. Returns nullopt
   // (and prints the log) when it does not come up within `timeout_seconds`.
   static std::optional<TestServer> Start(const std::vector<std::string>& args,
                                          int timeout_seconds = 60);

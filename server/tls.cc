@@ -28,7 +28,7 @@ using BioPtr = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
 using X509Ptr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
 using KeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
 
-// "--tls_key_file /etc/kestrel/key.pem": how every message names a file.
+// "--tls-key-file /etc/kestrel/key.pem": how every message names a file.
 std::string Name(const char* flag, const std::string& path) {
   return absl::StrCat(flag, " ", path);
 }
@@ -100,40 +100,40 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     const TlsOptions& options) {
   if (options.cert_file.empty()) {
     return absl::InvalidArgumentError(
-        "TLS needs --tls_cert_file (set with --tls_key_file or --tls_client_ca_file)");
+        "TLS needs --tls-cert-file (set with --tls-key-file or --tls-client-ca-file)");
   }
   if (options.key_file.empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("TLS needs --tls_key_file for --tls_cert_file ", options.cert_file));
+        absl::StrCat("TLS needs --tls-key-file for --tls-cert-file ", options.cert_file));
   }
-  ASSIGN_OR_RETURN(const std::string cert_pem, ReadFile("--tls_cert_file", options.cert_file));
-  ASSIGN_OR_RETURN(const std::string key_pem, ReadFile("--tls_key_file", options.key_file));
+  ASSIGN_OR_RETURN(const std::string cert_pem, ReadFile("--tls-cert-file", options.cert_file));
+  ASSIGN_OR_RETURN(const std::string key_pem, ReadFile("--tls-key-file", options.key_file));
 
   ASSIGN_OR_RETURN(std::vector<X509Ptr> chain,
-                   ParseCertificates("--tls_cert_file", options.cert_file, cert_pem));
-  RETURN_IF_ERROR(CheckDates("--tls_cert_file", options.cert_file, chain.front().get()));
+                   ParseCertificates("--tls-cert-file", options.cert_file, cert_pem));
+  RETURN_IF_ERROR(CheckDates("--tls-cert-file", options.cert_file, chain.front().get()));
   BioPtr key_bio = MemoryBio(key_pem);
   KeyPtr key(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, NoPassphrase, nullptr));
   if (key == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
-        Name("--tls_key_file", options.key_file),
+        Name("--tls-key-file", options.key_file),
         " holds no usable PEM private key (encrypted keys are not supported): ", OpenSslError()));
   }
   if (X509_check_private_key(chain.front().get(), key.get()) != 1) {
     ERR_clear_error();
-    return absl::InvalidArgumentError(absl::StrCat(Name("--tls_key_file", options.key_file),
+    return absl::InvalidArgumentError(absl::StrCat(Name("--tls-key-file", options.key_file),
                                                    " is not the key of the certificate in ",
-                                                   Name("--tls_cert_file", options.cert_file)));
+                                                   Name("--tls-cert-file", options.cert_file)));
   }
 
   grpc::SslServerCredentialsOptions ssl(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
   ssl.pem_key_cert_pairs.push_back({key_pem, cert_pem});
   if (!options.client_ca_file.empty()) {
-    ASSIGN_OR_RETURN(std::string ca_pem, ReadFile("--tls_client_ca_file", options.client_ca_file));
+    ASSIGN_OR_RETURN(std::string ca_pem, ReadFile("--tls-client-ca-file", options.client_ca_file));
     ASSIGN_OR_RETURN(std::vector<X509Ptr> cas,
-                     ParseCertificates("--tls_client_ca_file", options.client_ca_file, ca_pem));
+                     ParseCertificates("--tls-client-ca-file", options.client_ca_file, ca_pem));
     for (const X509Ptr& ca : cas) {
-      RETURN_IF_ERROR(CheckDates("--tls_client_ca_file", options.client_ca_file, ca.get()));
+      RETURN_IF_ERROR(CheckDates("--tls-client-ca-file", options.client_ca_file, ca.get()));
     }
     ssl.pem_root_certs = std::move(ca_pem);
     // Mutual TLS: no certificate, or one that does not verify against the
@@ -148,7 +148,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeListeningCredential
   if (!tls.enabled()) {
     if (auth != nullptr) {
       return absl::FailedPreconditionError(
-          "API keys (--api_keys_file) require TLS (--tls_cert_file and --tls_key_file): a bearer "
+          "API keys (--api-keys-file) require TLS (--tls-cert-file and --tls-key-file): a bearer "
           "key sent over plaintext can be read by anyone on the network path, and gRPC checks "
           "call credentials only on TLS ports");
     }

@@ -1,5 +1,5 @@
 // TLS and mutual TLS for the gRPC listening port, from PEM files named by
-// --tls_cert_file, --tls_key_file and --tls_client_ca_file. The files are
+// --tls-cert-file, --tls-key-file and --tls-client-ca-file. The files are
 // read and checked once at startup (parsed, key matches certificate, dates
 // valid) so a mistake is a clear startup error rather than failed handshakes.
 // See docs/security.md.
@@ -17,14 +17,14 @@
 namespace kestrel::server {
 
 struct TlsOptions {
-  // PEM certificate chain the server presents (--tls_cert_file): the leaf
+  // PEM certificate chain the server presents (--tls-cert-file): the leaf
   // certificate first, then any intermediates. Empty: no TLS (plaintext).
   std::string cert_file{};
-  // PEM private key of the leaf certificate (--tls_key_file), unencrypted.
+  // PEM private key of the leaf certificate (--tls-key-file), unencrypted.
   // Required with cert_file.
   std::string key_file{};
   // PEM CA certificate(s) that sign client certificates
-  // (--tls_client_ca_file). Set: mutual TLS — a client must present a
+  // (--tls-client-ca-file). Set: mutual TLS — a client must present a
   // certificate chaining to one of them or the handshake fails. Empty:
   // clients are not asked for a certificate. Requires cert_file.
   std::string client_ca_file{};

@@ -40,47 +40,47 @@ TEST_CASE("MakeServerCredentials: clear errors naming the flag and the path") {
 
   CHECK(MakeServerCredentials({.key_file = key}).status().code() ==
         absl::StatusCode::kInvalidArgument);
-  CHECK(ErrorOf({.key_file = key}).find("--tls_cert_file") != std::string::npos);
-  CHECK(ErrorOf({.cert_file = cert}) == "TLS needs --tls_key_file for --tls_cert_file " + cert);
+  CHECK(ErrorOf({.key_file = key}).find("--tls-cert-file") != std::string::npos);
+  CHECK(ErrorOf({.cert_file = cert}) == "TLS needs --tls-key-file for --tls-cert-file " + cert);
 
   CHECK(MakeServerCredentials({.cert_file = missing, .key_file = key}).status().code() ==
         absl::StatusCode::kNotFound);
   CHECK(ErrorOf({.cert_file = missing, .key_file = key}) ==
-        "cannot read --tls_cert_file " + missing + ": No such file or directory");
+        "cannot read --tls-cert-file " + missing + ": No such file or directory");
   CHECK(ErrorOf({.cert_file = cert, .key_file = missing}) ==
-        "cannot read --tls_key_file " + missing + ": No such file or directory");
+        "cannot read --tls-key-file " + missing + ": No such file or directory");
   CHECK(ErrorOf({.cert_file = cert, .key_file = key, .client_ca_file = missing}) ==
-        "cannot read --tls_client_ca_file " + missing + ": No such file or directory");
+        "cannot read --tls-client-ca-file " + missing + ": No such file or directory");
   // A directory is not readable as a file either.
   CHECK(ErrorOf({.cert_file = pki->dir.string(), .key_file = key})
-            .find("--tls_cert_file " + pki->dir.string()) != std::string::npos);
+            .find("--tls-cert-file " + pki->dir.string()) != std::string::npos);
 
   CHECK(ErrorOf({.cert_file = garbage.string(), .key_file = key}) ==
-        "--tls_cert_file " + garbage.string() +
+        "--tls-cert-file " + garbage.string() +
             " holds no PEM certificate (-----BEGIN CERTIFICATE-----)");
   CHECK(ErrorOf({.cert_file = cert, .key_file = garbage.string()})
-            .find("--tls_key_file " + garbage.string() + " holds no usable PEM private key") == 0);
+            .find("--tls-key-file " + garbage.string() + " holds no usable PEM private key") == 0);
   // A key file holding a certificate, not a key.
   CHECK(ErrorOf({.cert_file = cert, .key_file = cert})
-            .find("--tls_key_file " + cert + " holds no usable PEM private key") == 0);
+            .find("--tls-key-file " + cert + " holds no usable PEM private key") == 0);
   CHECK(ErrorOf({.cert_file = cert, .key_file = key, .client_ca_file = garbage.string()}) ==
-        "--tls_client_ca_file " + garbage.string() +
+        "--tls-client-ca-file " + garbage.string() +
             " holds no PEM certificate (-----BEGIN CERTIFICATE-----)");
 
   // A passphrase-protected key is an error, not a prompt on the terminal.
   CHECK(ErrorOf({.cert_file = cert, .key_file = pki->encrypted_server_key.string()})
-            .find("--tls_key_file " + pki->encrypted_server_key.string() +
+            .find("--tls-key-file " + pki->encrypted_server_key.string() +
                   " holds no usable PEM private key (encrypted keys are not supported)") == 0);
   // The client's key with the server's certificate.
   CHECK(ErrorOf({.cert_file = cert, .key_file = pki->client_key.string()}) ==
-        "--tls_key_file " + pki->client_key.string() +
-            " is not the key of the certificate in --tls_cert_file " + cert);
+        "--tls-key-file " + pki->client_key.string() +
+            " is not the key of the certificate in --tls-cert-file " + cert);
 
   CHECK(ErrorOf({.cert_file = pki->expired_cert.string(), .key_file = pki->expired_key.string()}) ==
-        "the certificate in --tls_cert_file " + pki->expired_cert.string() + " has expired");
+        "the certificate in --tls-cert-file " + pki->expired_cert.string() + " has expired");
   CHECK(
       ErrorOf({.cert_file = cert, .key_file = key, .client_ca_file = pki->expired_cert.string()}) ==
-      "the certificate in --tls_client_ca_file " + pki->expired_cert.string() + " has expired");
+      "the certificate in --tls-client-ca-file " + pki->expired_cert.string() + " has expired");
 }
 
 TEST_CASE("TLS: a client trusting the CA connects; plaintext and other CAs fail") {

@@ -39,6 +39,12 @@ fs::path MakeTempDir(const std::string& prefix) {
 
 std::optional<Subprocess> Subprocess::Start(const std::vector<std::string>& argv,
                                             const fs::path& log_file) {
+  return Start(argv, log_file, log_file);
+}
+
+std::optional<Subprocess> Subprocess::Start(const std::vector<std::string>& argv,
+                                            const fs::path& stdout_file,
+                                            const fs::path& stderr_file) {
   if (argv.empty()) return std::nullopt;
   std::vector<char*> args;
   for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
@@ -46,10 +52,15 @@ std::optional<Subprocess> Subprocess::Start(const std::vector<std::string>& argv
 
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  if (!log_file.empty()) {
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log_file.c_str(),
+  if (!stdout_file.empty()) {
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, stdout_file.c_str(),
                                      O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  }
+  if (!stderr_file.empty() && stderr_file == stdout_file) {
     posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  } else if (!stderr_file.empty()) {
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, stderr_file.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
   }
   // The child starts with no blocked signals, whatever the test runner set.
   posix_spawnattr_t attr;
@@ -115,6 +126,23 @@ std::optional<std::string> WaitForFile(const fs::path& path, Subprocess& process
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return std::nullopt;
+}
+
+std::optional<CapturedRun> RunAndCapture(const std::vector<std::string>& argv,
+                                         std::chrono::milliseconds timeout) {
+  const fs::path dir = MakeTempDir("captured_run");
+  std::optional<Subprocess> process = Subprocess::Start(argv, dir / "stdout", dir / "stderr");
+  if (!process) return std::nullopt;
+  std::optional<int> status = process->WaitForExit(timeout);
+  if (!status) {
+    std::cerr << argv[0] << " still running after " << timeout.count() << " ms\n";
+    return std::nullopt;
+  }
+  auto slurp = [](const fs::path& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  return CapturedRun{*status, slurp(dir / "stdout"), slurp(dir / "stderr")};
 }
 
 }  // namespace kestrel::testing

@@ -30,6 +30,10 @@ class Subprocess {
   // prints why when the program cannot be started.
   static std::optional<Subprocess> Start(const std::vector<std::string>& argv,
                                          const std::filesystem::path& log_file = {});
+  // The same with stdout and stderr in separate files (empty: inherited).
+  static std::optional<Subprocess> Start(const std::vector<std::string>& argv,
+                                         const std::filesystem::path& stdout_file,
+                                         const std::filesystem::path& stderr_file);
 
   Subprocess(Subprocess&& other) noexcept : pid_(other.pid_), exit_status_(other.exit_status_) {
     other.pid_ = -1;
@@ -69,6 +73,20 @@ class Subprocess {
 // `process` exits. Returns the file's contents, or nullopt.
 std::optional<std::string> WaitForFile(const std::filesystem::path& path, Subprocess& process,
                                        std::chrono::milliseconds timeout);
+
+// What a program that ran to its end printed, and its exit status.
+struct CapturedRun {
+  int exit_status = -1;  // as Subprocess::WaitForExit
+  std::string out;       // stdout
+  std::string err;       // stderr
+};
+
+// Runs `argv` to its end (stdin inherited), capturing stdout and stderr
+// separately. Returns nullopt (and prints why) when it cannot be started or
+// is still running after `timeout` (it is then killed).
+std::optional<CapturedRun> RunAndCapture(
+    const std::vector<std::string>& argv,
+    std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
 }  // namespace kestrel::testing
 

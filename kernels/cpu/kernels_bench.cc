@@ -19,8 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
+#include "common/flags.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/bandwidth.h"
 #include "kernels/cpu/cpu_features.h"
@@ -29,21 +28,35 @@
 #include "kernels/dtype.h"
 #include "kernels/ops.h"
 
-ABSL_FLAG(int, threads, 2, "Threads in the pool (including the caller).");
-ABSL_FLAG(int, reps, 15, "Repetitions per measurement (median reported).");
-ABSL_FLAG(int64_t, bandwidth_mib, 512, "Buffer size for the read-bandwidth test.");
-ABSL_FLAG(int64_t, weight_pool_mib, 256,
-          "Total bytes of rotating weight copies for GEMV (must exceed the LLC).");
-ABSL_FLAG(bool, cpu_clock, false,
-          "Time with the process CPU clock instead of the wall clock: load-independent "
-          "on a shared machine, but only meaningful with --threads=1 (workers spin).");
-ABSL_FLAG(bool, quick, false, "Fewer shapes (for a smoke run).");
-ABSL_FLAG(std::string, only, "",
-          "Run only these sections (comma separated: gemv,gemm,attention); the "
-          "bandwidth is always measured.");
-
 namespace kestrel::kernels::cpu {
 namespace {
+
+// The command line; initial values are the defaults.
+struct Flags {
+  int32_t threads = 2;
+  int32_t reps = 15;
+  int64_t bandwidth_mib = 512;
+  int64_t weight_pool_mib = 256;
+  bool cpu_clock = false;
+  bool quick = false;
+  std::string only;
+};
+Flags g_flags;  // set once in main() before anything runs
+
+void DeclareFlags(FlagSet& flags, Flags& f) {
+  flags.Add("threads", &f.threads, "N", "Threads in the pool (including the caller)");
+  flags.Add("reps", &f.reps, "N", "Repetitions per measurement (median reported)");
+  flags.Add("bandwidth-mib", &f.bandwidth_mib, "MIB", "Buffer size for the read-bandwidth test");
+  flags.Add("weight-pool-mib", &f.weight_pool_mib, "MIB",
+            "Total rotating weight copies for GEMV (must exceed the LLC)");
+  flags.Add("cpu-clock", &f.cpu_clock,
+            "Time with the process CPU clock instead of the wall clock: load-independent on a "
+            "shared machine, but only meaningful with --threads=1 (workers spin)");
+  flags.Add("quick", &f.quick, "Fewer shapes (for a smoke run)");
+  flags.Add("only", &f.only, "SECTIONS",
+            "Run only these sections (comma separated: gemv,gemm,attention); the bandwidth is "
+            "always measured");
+}
 
 using Clock = std::chrono::steady_clock;
 
@@ -70,7 +83,7 @@ double Median(std::vector<double> v) {
 }
 
 double Now() {
-  if (absl::GetFlag(FLAGS_cpu_clock)) {
+  if (g_flags.cpu_clock) {
     timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
@@ -100,7 +113,7 @@ void Check(const absl::Status& s) {
 // The GEMV rows are timed per weight matrix (one ParallelFor each), so the
 // probe times 32 MiB slices the same way: the two are comparable.
 double PrintReadBandwidth(ThreadPool* pool, int reps) {
-  const uint64_t bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_bandwidth_mib)) << 20;
+  const uint64_t bytes = static_cast<uint64_t>(g_flags.bandwidth_mib) << 20;
   auto r = kernels::cpu::MeasureReadBandwidth(
       pool, {.bytes = bytes, .slice_bytes = uint64_t{32} << 20}, reps);
   if (!r.ok()) {
@@ -217,9 +230,9 @@ void BenchAttention(ThreadPool* pool, int reps, double bandwidth, int64_t batch,
 }
 
 int Main() {
-  const int threads = absl::GetFlag(FLAGS_threads);
-  const int reps = std::max(1, absl::GetFlag(FLAGS_reps));
-  const bool quick = absl::GetFlag(FLAGS_quick);
+  const int threads = g_flags.threads;
+  const int reps = std::max(1, g_flags.reps);
+  const bool quick = g_flags.quick;
   auto pool_or = ThreadPool::Create({.num_threads = threads});
   Check(pool_or.status());
   ThreadPool* pool = pool_or->get();
@@ -229,9 +242,9 @@ int Main() {
               f.avx2, f.fma, f.f16c, f.avx512f, f.avx512bw, f.avx512vl, f.avx512bf16,
               f.avx512vnni, std::string(IsaName(BestIsa())).c_str(), threads);
   const double bw = PrintReadBandwidth(pool, reps);
-  const size_t pool_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_weight_pool_mib)) << 20;
+  const size_t pool_bytes = static_cast<size_t>(g_flags.weight_pool_mib) << 20;
 
-  const std::string only = absl::GetFlag(FLAGS_only);
+  const std::string only = g_flags.only;
   auto run = [&](const char* section) {
     return only.empty() || only.find(section) != std::string::npos;
   };
@@ -292,6 +305,21 @@ int Main() {
 }  // namespace kestrel::kernels::cpu
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  using kestrel::kernels::cpu::g_flags;
+  kestrel::FlagSet flags("kernels_bench", "",
+                         "CPU kernel microbenchmark: read bandwidth, GEMV, GEMM and paged "
+                         "attention (docs/kernels.md).");
+  kestrel::kernels::cpu::DeclareFlags(flags, g_flags);
+  const kestrel::ParsedArgs args = flags.ParseOrExit(argc, argv);
+  if (!args.positional.empty()) {
+    return flags.UsageError("unexpected argument '" + args.positional[0] + "' (see --help)");
+  }
+  if (g_flags.threads < 1) {
+    return flags.UsageError("--threads: must be >= 1, got " + std::to_string(g_flags.threads));
+  }
+  if (g_flags.bandwidth_mib < 1 || g_flags.weight_pool_mib < 1) {
+    return flags.UsageError(g_flags.bandwidth_mib < 1 ? "--bandwidth-mib: must be >= 1"
+                                                      : "--weight-pool-mib: must be >= 1");
+  }
   return kestrel::kernels::cpu::Main();
 }

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/flags.h"
 #include "model/tokenizer/incremental_detokenizer.h"
 #include "model/tokenizer/tokenizer.h"
 
@@ -201,25 +202,27 @@ void Bench(const std::filesystem::path& dir, const std::vector<std::string>& doc
 int main(int argc, char** argv) {
   using namespace kestrel::tokenizer;
   double mb = 4;
-  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int32_t threads = 0;
   std::string shared_flag;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg.rfind("--mb=", 0) == 0) {
-      mb = std::atof(argv[i] + 5);
-    } else if (arg.rfind("--threads=", 0) == 0) {
-      threads = std::max(1, std::atoi(argv[i] + 10));
-    } else if (arg.rfind("--shared=", 0) == 0) {
-      shared_flag = std::string(arg.substr(9));
-    } else {
-      std::fprintf(stderr, "usage: %s [--mb=4] [--threads=N] [--shared=DIR]\n", argv[0]);
-      return 2;
-    }
+  kestrel::FlagSet flags("tokenizer_bench", "",
+                         "Encode and decode throughput of the shared tokenizers (llama3, "
+                         "mistral_v0_1).");
+  flags.Add("mb", &mb, "MB", "Corpus size in MB");
+  flags.Add("threads", &threads, "N", "Encoding threads; 0 = one per CPU");
+  flags.Add("shared", &shared_flag, "DIR", "The shared test data")
+      .DefaultText("$KESTREL_SHARED or ../shared");
+  const kestrel::ParsedArgs args = flags.ParseOrExit(argc, argv);
+  if (!args.positional.empty()) {
+    return flags.UsageError("unexpected argument '" + args.positional[0] + "' (see --help)");
   }
+  if (threads < 0) return flags.UsageError("--threads: must be >= 0, got " + std::to_string(threads));
+  if (!(mb > 0)) return flags.UsageError("--mb: must be positive, got " + std::to_string(mb));
+  if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const std::filesystem::path shared = FindShared(shared_flag);
   if (shared.empty()) {
-    std::fprintf(stderr, "shared data not found: pass --shared=DIR or set KESTREL_SHARED\n");
-    return 2;
+    std::fprintf(stderr,
+                 "tokenizer_bench: shared data not found: pass --shared=DIR or set KESTREL_SHARED\n");
+    return kestrel::kExitRuntimeError;
   }
   const std::vector<std::string> docs = MakeCorpus(static_cast<size_t>(mb * 1e6), 1234);
   size_t bytes = 0;

@@ -3,7 +3,7 @@
 // byte edits, splices) for a fixed time. No coverage feedback, so it is a
 // smoke fuzzer; the libFuzzer build in docs/tokenizer.md goes deeper.
 //
-//   tokenizer_fuzz --seconds=60 [--seed=N] [--corpus_file=PATH ...]
+//   tokenizer_fuzz --seconds=60 [--seed=N] [--corpus-file=PATH ...]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/flags.h"
 #include "model/tokenizer/json_util.h"
 #include "model/tokenizer/tokenizer_fuzz.h"
 
@@ -141,20 +142,20 @@ int main(int argc, char** argv) {
   using namespace kestrel::tokenizer;
   double seconds = 10;
   uint64_t seed = std::random_device{}();
+  std::vector<std::string> corpus_files;
+  kestrel::FlagSet flags("tokenizer_fuzz", "",
+                         "Mutation fuzzing of the tokenizer loader, encoder and decoders.");
+  flags.Add("seconds", &seconds, "S", "How long to fuzz");
+  flags.Add("seed", &seed, "N", "Mutation seed").DefaultText("random");
+  flags.Add("corpus-file", &corpus_files, "PATH",
+            "A tokenizer.json to use as a loader seed (repeatable)");
+  const kestrel::ParsedArgs args = flags.ParseOrExit(argc, argv);
+  if (!args.positional.empty()) {
+    return flags.UsageError("unexpected argument '" + args.positional[0] + "' (see --help)");
+  }
   std::vector<std::string> corpus = FuzzSeeds();
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg.rfind("--seconds=", 0) == 0) {
-      seconds = std::atof(argv[i] + 10);
-    } else if (arg.rfind("--seed=", 0) == 0) {
-      seed = std::strtoull(argv[i] + 7, nullptr, 10);
-    } else if (arg.rfind("--corpus_file=", 0) == 0) {
-      // A tokenizer.json to use as a loader seed.
-      corpus.push_back(std::string("\x00", 1) + ReadFile(std::string(arg.substr(14))));
-    } else {
-      std::fprintf(stderr, "usage: %s [--seconds=N] [--seed=N] [--corpus_file=PATH]...\n", argv[0]);
-      return 2;
-    }
+  for (const std::string& path : corpus_files) {
+    corpus.push_back(std::string("\x00", 1) + ReadFile(path));
   }
   std::printf("tokenizer fuzz: seed %llu, %.0f s, %zu seeds\n",
               static_cast<unsigned long long>(seed), seconds, corpus.size());

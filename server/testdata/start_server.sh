@@ -3,8 +3,8 @@
 # kills it when the test exits. Needs $runfiles and $tmp.
 start_server() {
   local port_file="$tmp/port"
-  "$runfiles/server/kestrel-server" --listen=127.0.0.1:0 --port_file="$port_file" \
-    --metrics_address= "$@" >"$tmp/server.log" 2>&1 &
+  "$runfiles/server/kestrel-server" --listen=127.0.0.1:0 --port-file="$port_file" \
+    --metrics-address= "$@" >"$tmp/server.log" 2>&1 &
   server=$!
   trap 'kill -9 $server 2>/dev/null || true' EXIT
   for _ in $(seq 1 600); do
