@@ -16,22 +16,6 @@
 
 namespace kestrel::engine {
 
-const char* FinishReasonName(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::kLength:
-      return "length";
-    case FinishReason::kStop:
-      return "stop";
-    case FinishReason::kEos:
-      return "eos";
-    case FinishReason::kCancelled:
-      return "cancelled";
-    case FinishReason::kError:
-      return "error";
-  }
-  return "error";  // unreachable: every enumerator is handled above
-}
-
 namespace {
 
 // "DEADLINE_EXCEEDED" -> "deadline_exceeded", for the metrics label.
@@ -268,7 +252,7 @@ void EngineCore::Cancel(uint64_t handle, const absl::Status& status) {
   Active& active = *it->second;
   const absl::Time now = Now();
   for (int i = 0; i < static_cast<int>(active.samples.size()); ++i) {
-    if (!active.samples[i].finished) FinishSample(active, i, FinishReason::kCancelled, status, now);
+    if (!active.samples[i].finished) FinishSample(active, i, FinishReason::kAborted, status, now);
   }
   Retire(handle);
 }
@@ -294,7 +278,7 @@ void EngineCore::FinishSample(Active& active, int index, FinishReason reason, ab
   event.index = index;
   event.reason = reason;
   event.status = std::move(status);
-  if (reason == FinishReason::kStop) {
+  if (reason == FinishReason::kStopToken || reason == FinishReason::kStopString) {
     if (sample.stop_string.has_value()) {
       event.stop_string = sample.stop_string;
     } else {
@@ -321,7 +305,7 @@ void EngineCore::Retire(uint64_t handle) {
   const std::string status = active.first_error.ok() ? "ok" : StatusLabel(active.first_error);
   RequestSample sample;
   sample.status = status;
-  sample.finish_reason = FinishReasonName(active.first_reason.value_or(FinishReason::kError));
+  sample.finish_reason = FinishReasonLabel(active.first_reason.value_or(FinishReason::kError));
   sample.prompt_tokens = static_cast<int>(active.params.prompt_ids.size());
   for (const Sample& s : active.samples) sample.generation_tokens += s.num_tokens;
   if (active.first_scheduled) sample.queue_time = *active.first_scheduled - active.arrival;
@@ -457,7 +441,7 @@ void EngineCore::ExpireDeadlines(absl::Time now) {
     (void)scheduler_->Abort(fs.request_id);  // its other samples, if any
     Active& active = *it->second;
     for (int i = 0; i < static_cast<int>(active.samples.size()); ++i) {
-      FinishSample(active, i, FinishReason::kCancelled,
+      FinishSample(active, i, FinishReason::kDeadline,
                    absl::DeadlineExceededError("request deadline passed; generation stopped"), now);
     }
     Retire(fs.request_id);
@@ -640,36 +624,29 @@ void EngineCore::Stream(const std::vector<scheduler::FinishedSequence>& finished
     if (it == active_.end()) continue;
     Active& active = *it->second;
     const Sample& sample = active.samples[fs.sample_index];
-    FinishReason reason = FinishReason::kLength;
+    FinishReason reason = fs.reason;
     absl::Status fs_status;
     switch (fs.reason) {
-      case scheduler::FinishReason::kEos:
-        reason = FinishReason::kEos;
-        break;
-      case scheduler::FinishReason::kStopToken: {
+      case FinishReason::kStopToken: {
+        // The model's other EOS ids come to the scheduler as stop tokens.
         const auto& eos = options_.eos_token_ids;
-        const bool is_eos = std::find(eos.begin(), eos.end(), sample.last_token) != eos.end();
-        reason = is_eos ? FinishReason::kEos : FinishReason::kStop;
+        if (std::find(eos.begin(), eos.end(), sample.last_token) != eos.end()) {
+          reason = FinishReason::kEos;
+        }
         break;
       }
-      case scheduler::FinishReason::kStopString:
-        reason = FinishReason::kStop;
+      case FinishReason::kEos:
+      case FinishReason::kStopString:
+      case FinishReason::kLength:
         break;
-      case scheduler::FinishReason::kLength:
-        reason = FinishReason::kLength;
-        break;
-      case scheduler::FinishReason::kAborted:
-        reason = FinishReason::kCancelled;
+      case FinishReason::kAborted:
         fs_status = absl::CancelledError("request aborted");
         break;
-      case scheduler::FinishReason::kDeadline:
-        reason = FinishReason::kCancelled;
+      case FinishReason::kDeadline:
         fs_status = absl::DeadlineExceededError("request deadline passed; generation stopped");
         break;
-      default:
-        reason = FinishReason::kError;
-        fs_status = absl::InternalError(
-            absl::StrCat("unknown scheduler finish reason ", static_cast<int>(fs.reason)));
+      case FinishReason::kError:
+        fs_status = absl::InternalError("the scheduler ended the request with an error");
         break;
     }
     FinishSample(active, fs.sample_index, reason, fs_status, now);

@@ -118,7 +118,7 @@ class EngineCore {
   // REQUIRES: `handle` is not active; params.request_id is set.
   void Add(uint64_t handle, GenerateParams params, std::shared_ptr<RequestSink> sink,
            absl::Time arrival);
-  // Ends every sample of the request with `status` (reason kCancelled); its
+  // Ends every sample of the request with `status` (reason kAborted); its
   // blocks return to the pool. No-op for a request that has ended.
   void Cancel(uint64_t handle, const absl::Status& status);
   // Cancel for every active request.

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "model/sampler.h"
+#include "scheduler/request.h"
 
 namespace kestrel::engine {
 
@@ -44,10 +45,10 @@ struct GenerateParams {
   bool return_prompt_logits = false;
 };
 
-enum class FinishReason { kLength, kStop, kEos, kCancelled, kError };
-
-// Lower-case name for logs and metrics: "length", "stop", "eos", ...
-const char* FinishReasonName(FinishReason reason);
+// Why a sample ended (scheduler/request.h); FinishReasonLabel gives the
+// API's grouping ("length", "stop", "eos", "cancelled", "error").
+using scheduler::FinishReason;
+using scheduler::FinishReasonLabel;
 
 struct TokenEvent {
   // Which sample (0 <= index < n).

@@ -19,8 +19,28 @@ std::string_view FinishReasonName(FinishReason reason) {
       return "aborted";
     case FinishReason::kDeadline:
       return "deadline";
+    case FinishReason::kError:
+      return "error";
   }
-  return "unknown";
+  return "unknown";  // unreachable: every enumerator is handled above
+}
+
+const char* FinishReasonLabel(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kStopToken:
+    case FinishReason::kStopString:
+      return "stop";
+    case FinishReason::kEos:
+      return "eos";
+    case FinishReason::kAborted:
+    case FinishReason::kDeadline:
+      return "cancelled";
+    case FinishReason::kError:
+      return "error";
+  }
+  return "error";  // unreachable: every enumerator is handled above
 }
 
 absl::Status ValidateRequest(const Request& request) {

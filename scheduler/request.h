@@ -46,17 +46,26 @@ struct Request {
   absl::Time deadline = absl::InfiniteFuture();
 };
 
+// Why a sample ended: the one enum of the scheduler, the engine and the API
+// (engine events carry it; the API groups it, see FinishReasonLabel).
 enum class FinishReason {
   kEos,         // generated the request's EOS token
   kStopToken,   // generated one of stop_token_ids
   kStopString,  // the engine saw a stop string in the detokenized text
   kLength,      // generated max_tokens
-  kAborted,     // the caller aborted it (cancel, disconnect)
+  kAborted,     // the caller aborted it (cancel, disconnect, drain, a failed step)
   kDeadline,    // Step was called at or after the request's deadline
+  kError,       // refused before it started (the engine; never the scheduler)
 };
 
-// Stable lower-case name, for logs and metrics labels ("eos", "length", ...).
+// Stable lower-case name of the exact reason, for logs ("eos",
+// "stop_token", "deadline", ...).
 std::string_view FinishReasonName(FinishReason reason);
+
+// The API's coarser grouping, for clients and metrics labels: "length",
+// "stop" (stop token or string), "eos", "cancelled" (aborted or deadline),
+// "error".
+const char* FinishReasonLabel(FinishReason reason);
 
 // One token the sampler picked for a sequence the last Step asked to sample.
 struct SampledToken {

@@ -119,7 +119,7 @@ absl::StatusOr<engine::GenerateParams> Request(const Flags& f,
 
 // OpenAI's names: EOS is a "stop" too.
 const char* FinishName(engine::FinishReason reason) {
-  return reason == engine::FinishReason::kEos ? "stop" : engine::FinishReasonName(reason);
+  return reason == engine::FinishReason::kEos ? "stop" : engine::FinishReasonLabel(reason);
 }
 
 int Run(const Flags& f, const FlagSet& flags) {

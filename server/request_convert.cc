@@ -90,16 +90,18 @@ kestrel::v1::FinishReason ToProto(engine::FinishReason reason) {
   switch (reason) {
     case engine::FinishReason::kLength:
       return kestrel::v1::FINISH_REASON_LENGTH;
-    case engine::FinishReason::kStop:
+    case engine::FinishReason::kStopToken:
+    case engine::FinishReason::kStopString:
       return kestrel::v1::FINISH_REASON_STOP;
     case engine::FinishReason::kEos:
       return kestrel::v1::FINISH_REASON_EOS;
-    case engine::FinishReason::kCancelled:
+    case engine::FinishReason::kAborted:
+    case engine::FinishReason::kDeadline:
       return kestrel::v1::FINISH_REASON_CANCELLED;
     case engine::FinishReason::kError:
       return kestrel::v1::FINISH_REASON_ERROR;
   }
-  return kestrel::v1::FINISH_REASON_UNSPECIFIED;
+  return kestrel::v1::FINISH_REASON_UNSPECIFIED;  // unreachable: every enumerator is handled
 }
 
 namespace {
