@@ -164,6 +164,60 @@ TEST_CASE("batch independence: greedy and seeded requests", "[offline][golden]")
   for (size_t index : indices) CHECK(e.result(index).samples[0].token_ids.size() > 0);
 }
 
+// Recorded with kestrel-generate at 5553bc7, where each request sampled on
+// the host with its own RequestSampler; sampling is now a backend op over
+// the whole batch, fed by the same per-request generators. Prompt
+// 1,403,407,261,378, 40 tokens.
+struct SeededCase {
+  model::SamplingParams sampling;
+  std::vector<int32_t> before;
+};
+
+std::vector<SeededCase> SeededCases() {
+  return {
+      {{.temperature = 0.8f, .top_p = 0.9f, .seed = 2024},
+       {432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 381, 261, 370, 268, 414, 294,
+        322, 311, 298, 295, 418, 302, 426, 338, 381, 261, 259, 412, 290, 269, 261, 262, 423, 388,
+        268, 414, 294, 426}},
+      {{.temperature = 1.0f, .top_k = 20, .seed = 7},
+       {432, 322, 261, 279, 411, 411, 427, 282, 295, 433, 432, 383, 286, 261, 282, 414, 418, 333,
+        411, 411, 426, 291, 282, 414, 304, 282, 414, 305, 381, 284, 303, 422, 282, 414, 339, 422,
+        419, 426, 291, 282}},
+      {{.temperature = 0.7f, .min_p = 0.1f, .repetition_penalty = 1.3f, .seed = 11},
+       {432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337, 410, 408,
+        419, 292, 411, 269, 279, 303, 331, 322, 265, 282, 295, 433, 335, 311, 357, 343, 426, 385,
+        328, 432, 358, 394}},
+      {{.temperature = 1.2f, .presence_penalty = 0.8f, .frequency_penalty = 0.5f,
+        .logit_bias = {{400, 3.0f}, {261, -2.0f}}, .seed = 5},
+       {432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337, 410, 408,
+        419, 292, 411, 335, 311, 374, 419, 263, 415, 414, 397, 396, 353, 265, 262, 424, 299, 419,
+        322, 265, 263, 277}},
+  };
+}
+
+TEST_CASE("seeded requests draw what the per-request host sampler drew, alone and batched",
+          "[offline][golden]") {
+  KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
+  const std::vector<SeededCase> cases = SeededCases();
+  auto request = [](const SeededCase& c) {
+    GenerateParams p;
+    p.prompt_ids = {1, 403, 407, 261, 378};
+    p.sampling = c.sampling;
+    p.max_tokens = 40;
+    p.ignore_eos = true;
+    return p;
+  };
+  Llm llm = Make(dir);
+  for (const SeededCase& c : cases) CHECK(Ids(Run(llm, {request(c)})[0]) == c.before);
+  // All four in one batch, beside the crowd of other prompts.
+  std::vector<GenerateParams> batch = Crowd(512);
+  for (const SeededCase& c : cases) batch.push_back(request(c));
+  const auto together = Run(llm, batch);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    CHECK(Ids(together[together.size() - cases.size() + i]) == cases[i].before);
+  }
+}
+
 TEST_CASE("BF16 and F16 copies of stories260K give the F32 greedy tokens", "[offline][golden]") {
   KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
   const Golden g = ReadGolden(dir);

@@ -1,5 +1,6 @@
 #include "model/model_runner.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -165,6 +166,98 @@ TEST_CASE("bad step inputs are errors, not crashes", "[runner]") {
   CHECK(error({.token_ids = ok_ids, .position = -1, .block_table = one_block}) ==
         "step: sequence 0 position must be >= 0, got -1");
   CHECK_FALSE(r->Step(std::span<const SequenceInput>(), &out).ok());
+}
+
+TEST_CASE("a step draws on the device and returns only what was asked", "[runner]") {
+  KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
+  auto r = Runner(dir);
+  const std::vector<int32_t> a = {1, 403, 407}, b = {1, 261, 378, 400};
+  const std::vector<int32_t> ba = {0}, bb = {1};
+  const std::vector<SequenceInput> batch = {
+      {.token_ids = a, .position = 0, .block_table = ba, .logits = LogitsMode::kLast},
+      {.token_ids = b, .position = 0, .block_table = bb, .logits = LogitsMode::kAll},
+  };
+  StepOutput logits;
+  REQUIRE(r->Step(batch, &logits).ok());  // reference: the logits themselves
+  REQUIRE(logits.logits.size() == 5 * 512);
+  auto argmax = [&](int row) {
+    std::span<const float> l = logits.row(row);
+    return static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
+  };
+  // Greedy on rows 0 and 4 (b's last position), twice on row 0 with a ban on
+  // its argmax, and logprobs on row 2.
+  std::vector<kernels::SampleRow> rows(4);
+  rows[0] = {.logits_row = 0, .temperature = 0.0f};
+  rows[1] = {.logits_row = 4, .temperature = 0.0f};
+  rows[2] = {.logits_row = 0, .temperature = 0.0f, .adjust_begin = 0, .adjust_end = 1};
+  rows[3] = {.logits_row = 2, .temperature = 0.0f, .logprobs = true, .num_top_logprobs = 3};
+  const std::vector<kernels::TokenAdjust> adjust = {
+      {.token = argmax(0), .kind = kernels::TokenAdjust::kBan}};
+  StepOutput out;
+  REQUIRE(r->Step({.sequences = batch, .samples = rows, .adjust = adjust}, &out).ok());
+  CHECK(out.logits.empty());  // not asked for
+  CHECK(out.first_row == std::vector<int32_t>{0, 1});
+  REQUIRE(out.sampled.size() == 4);
+  CHECK(out.sampled[0].token == argmax(0));
+  CHECK(out.sampled[1].token == argmax(4));
+  CHECK(out.sampled[2].token != argmax(0));
+  CHECK(out.sampled[3].token == argmax(2));
+  REQUIRE(out.sampled[3].top_logprobs.size() == 3);
+  CHECK(out.sampled[3].top_logprobs[0].token == argmax(2));
+  CHECK(out.sampled[3].logprob == Approx(out.sampled[3].top_logprobs[0].logprob));
+  CHECK(out.sampled[0].top_logprobs.empty());
+  // A row naming a logits row the step does not have is an error.
+  const std::vector<kernels::SampleRow> bad = {{.logits_row = 5}};
+  absl::Status s = r->Step({.sequences = batch, .samples = bad}, &out);
+  CHECK(s.message() == "step: sample 0 logits_row 5 is outside the step's 5 logits rows");
+}
+
+TEST_CASE("block copies in a step copy K and V of every layer", "[runner]") {
+  KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
+  auto r = Runner(dir);
+  // Prefill 20 tokens into blocks {3, 4}, copy block 4 (positions 16-19)
+  // to block 7, then decode position 20 from a table that uses 7 instead.
+  std::vector<int32_t> tokens(21);
+  for (int i = 0; i < 21; ++i) tokens[i] = (i * 37 + 1) % 512;
+  const std::vector<int32_t> original = {3, 4}, copied = {3, 7};
+  StepOutput out;
+  SequenceInput prefill{.token_ids = {tokens.data(), 20}, .position = 0,
+                        .block_table = original, .logits = LogitsMode::kNone};
+  REQUIRE(r->Step({&prefill, 1}, &out).ok());
+  const std::vector<std::pair<int32_t, int32_t>> copies = {{4, 7}};
+  SequenceInput decode{.token_ids = {tokens.data() + 20, 1}, .position = 20,
+                       .block_table = copied, .logits = LogitsMode::kLast};
+  REQUIRE(r->Step({.sequences = {&decode, 1}, .block_copies = copies, .return_logits = true}, &out)
+              .ok());
+  const std::vector<float> via_copy(out.logits.begin(), out.logits.end());
+  decode.block_table = original;
+  REQUIRE(r->Step({&decode, 1}, &out).ok());
+  CHECK(via_copy == out.logits);
+  // Without the copy, block 7 holds nothing of this sequence: different logits.
+  const std::vector<int32_t> fresh = {3, 9};
+  decode.block_table = fresh;
+  REQUIRE(r->Step({&decode, 1}, &out).ok());
+  CHECK(via_copy != out.logits);
+  const std::vector<std::pair<int32_t, int32_t>> bad = {{4, 99999}};
+  CHECK(r->Step({.sequences = {&decode, 1}, .block_copies = bad}, &out).message() ==
+        "step: block copy 4 -> 99999 is outside the pool of " +
+            std::to_string(r->num_kv_blocks()) + " blocks");
+}
+
+TEST_CASE("a weight slice is a view with the parent's row stride", "[runner]") {
+  // [4, 6] F32 matrix; slices keep the parent's leading dimension.
+  std::vector<float> w(24);
+  for (int i = 0; i < 24; ++i) w[i] = static_cast<float>(i);
+  const Matrix m{w.data(), kernels::DType::kF32, 4, 6, 6};
+  const Matrix rows = m.RowSlice(1, 3), cols = m.ColSlice(2, 5);
+  CHECK(rows.rows == 2);
+  CHECK(rows.ld == 6);
+  CHECK(static_cast<const float*>(rows.data)[0] == 6.0f);
+  CHECK(cols.cols == 3);
+  CHECK(cols.ld == 6);
+  CHECK(static_cast<const float*>(cols.data)[0] == 2.0f);
+  CHECK(static_cast<const float*>(cols.data)[cols.ld] == 8.0f);  // row 1, column 2
+  CHECK(cols.bytes() == 4 * 3 * 4);
 }
 
 TEST_CASE("kv_cache_dtype names", "[runner]") {
