@@ -75,7 +75,7 @@ class SafetensorsCheckpoint {
   enum class Storage {
     // Anonymous memory (madvise(MADV_HUGEPAGE)), filled with pread. The
     // default: on this VM decoding from file-backed pages is ~2x slower
-    // (page-cache 4 KiB pages, TLB misses), see benchmarks/model_bench.
+    // (page-cache 4 KiB pages, TLB misses), see engine/model_bench.
     kAnonymous,
     // PROT_READ file mapping; starts instantly and shares the page cache.
     kFileMmap,

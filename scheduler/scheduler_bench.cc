@@ -1,7 +1,7 @@
 // Microbenchmark of the scheduling decision: wall time of Scheduler::Step
 // with 1,000 running and 1,000 waiting sequences (issue 5 asks for a median
 // under 100 us). Update is timed separately. Run with -c opt:
-//   bazel run -c opt //benchmarks:scheduler_bench
+//   bazel run -c opt //scheduler:scheduler_bench
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
