@@ -2,8 +2,9 @@
 //
 // Startup: flags -> model (built-in demo or a Hugging Face directory) ->
 // engine -> gRPC server (health NOT_SERVING) -> warm-up request -> SERVING.
-// SIGTERM/SIGINT: health NOT_SERVING, new requests UNAVAILABLE, in-flight
-// requests finish for up to --drain-timeout, the rest end UNAVAILABLE, exit 0.
+// SIGTERM/SIGINT: health NOT_SERVING, the listener closes (GOAWAY to
+// clients), in-flight requests finish for up to --drain-timeout, the rest end
+// UNAVAILABLE, exit 0.
 #include <condition_variable>
 #include <cstdio>
 #include <fstream>
@@ -345,7 +346,12 @@ int Run(const Flags& f) {
   signals.Watch([&, raw_server, raw_engine, drain_timeout](int signal_number) {
     spdlog::info("received {}, draining for up to {}",
                  signal_number == SIGTERM ? "SIGTERM" : "SIGINT", absl::FormatDuration(drain_timeout));
-    raw_server->SetServing(false);
+    // Close the listener and send GOAWAY first: a proxy (nginx grpc_pass,
+    // Envoy) then gets a refused connection and retries on another replica,
+    // where a call answered UNAVAILABLE by a draining service would be lost.
+    // Calls already accepted run on; gRPC cancels what is left after
+    // drain_timeout plus the 5 s below, should the engine not get there.
+    raw_server->BeginShutdown(drain_timeout + absl::Seconds(5));
     service.set_draining();
     raw_engine->StopAccepting();
     if (!raw_engine->WaitUntilIdle(drain_timeout)) {
@@ -355,7 +361,7 @@ int Run(const Flags& f) {
       raw_engine->WaitUntilIdle(absl::Seconds(10));
     }
     // Every stream has its final status queued; give gRPC a moment to send.
-    raw_server->Shutdown(absl::Seconds(5));
+    raw_server->FinishShutdown(absl::Seconds(5));
   });
   (*server)->Wait();
   // Wait() returns once gRPC has shut down, possibly while the watcher is

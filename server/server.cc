@@ -3,6 +3,7 @@
 #include <chrono>
 #include <utility>
 
+#include <grpc/grpc.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server_builder.h>
@@ -50,6 +51,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options,
 Server::~Server() {
   Shutdown(absl::ZeroDuration());
   Wait();
+  if (shutdown_thread_.joinable()) shutdown_thread_.join();
 }
 
 void Server::SetServing(bool serving) {
@@ -60,6 +62,22 @@ void Server::Shutdown(absl::Duration grace) {
   // Load balancers polling health stop routing here before calls are refused.
   SetServing(false);
   grpc_server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
+}
+
+void Server::BeginShutdown(absl::Duration grace) {
+  SetServing(false);
+  shutdown_thread_ = std::thread([this, grace] {
+    // Closes the listener and sends GOAWAY before it starts waiting.
+    grpc_server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
+    shutdown_done_.Notify();
+  });
+}
+
+void Server::FinishShutdown(absl::Duration grace) {
+  if (!shutdown_done_.WaitForNotificationWithTimeout(grace)) {
+    grpc_server_cancel_all_calls(grpc_server_->c_server());
+  }
+  shutdown_thread_.join();
 }
 
 void Server::Wait() { grpc_server_->Wait(); }

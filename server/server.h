@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <grpcpp/security/server_credentials.h>
@@ -13,6 +14,7 @@
 #include <grpcpp/support/server_interceptor.h>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 
 namespace kestrel::server {
@@ -30,7 +32,8 @@ struct ServerOptions {
 
 // A running gRPC server. Health starts NOT_SERVING: call SetServing(true)
 // once the model is loaded and warmed up. Thread-safe: SetServing and
-// Shutdown may be called from any thread while another is in Wait().
+// Shutdown may be called from any thread while another is in Wait();
+// BeginShutdown and FinishShutdown from one thread, in that order, once.
 class Server {
  public:
   // Starts listening. `service` (not owned) must outlive the server. Fails
@@ -52,6 +55,20 @@ class Server {
   // cancelling them; health turns NOT_SERVING first.
   void Shutdown(absl::Duration grace);
 
+  // Starts a graceful shutdown and returns at once: health turns
+  // NOT_SERVING, the listening socket closes and connected clients are told
+  // (HTTP/2 GOAWAY) to send new calls elsewhere, so a proxy or load balancer
+  // moves new requests to other replicas right away (a refused connection is
+  // safe to retry; an UNAVAILABLE answer is not). Calls in flight go on for
+  // up to `grace`.
+  void BeginShutdown(absl::Duration grace);
+
+  // REQUIRES: BeginShutdown() was called.
+  // Waits up to `grace` for the calls still in flight, cancels the rest
+  // (health Watch streams never end by themselves) and returns once the
+  // shutdown is complete.
+  void FinishShutdown(absl::Duration grace);
+
   // Blocks until Shutdown() has completed.
   void Wait();
 
@@ -61,6 +78,11 @@ class Server {
 
   const std::unique_ptr<grpc::Server> grpc_server_;
   const int port_;
+
+  // Set by BeginShutdown: runs grpc::Server::Shutdown, which blocks until
+  // every call has ended; `shutdown_done_` is notified when it returns.
+  std::thread shutdown_thread_;
+  absl::Notification shutdown_done_;
 };
 
 }  // namespace kestrel::server
