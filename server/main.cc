@@ -368,7 +368,11 @@ int Run(const Flags& f) {
   // still returning from Shutdown(); everything it uses must outlive it.
   signals.Stop();
   spdlog::info("kestrel-server stopped");
-  spdlog::shutdown();
+  // Flush, not spdlog::shutdown(): the engine's loop thread may still be
+  // writing the last request's log line after WaitUntilIdle() saw it finish
+  // (it runs until `engine` is destroyed below), and logging through a
+  // dropped default logger crashes.
+  spdlog::default_logger()->flush();
   return 0;
 }
 
