@@ -5,10 +5,10 @@ namespace kestrel::kernels::cpu {
 
 const IsaTable& GetIsaTable(Isa isa) {
   // bf16_split_lanes: the traits' kLanes where kSplitBf16 is set.
-  static const IsaTable kScalar = {&isa::GemmRangeScalar, nullptr, 0,
+  static const IsaTable kScalar = {&isa::GemmRangeScalar, &isa::ConvertToBf16Scalar, 0,
                                    &isa::kAttentionScalar, &isa::SiluMulScalar,
                                    &isa::SumF32Scalar};
-  static const IsaTable kAvx2 = {&isa::GemmRangeAvx2, nullptr, 8,
+  static const IsaTable kAvx2 = {&isa::GemmRangeAvx2, &isa::ConvertToBf16Avx2, 8,
                                  &isa::kAttentionAvx2, &isa::SiluMulAvx2, &isa::SumF32Avx2};
   static const IsaTable kAvx512 = {
       &isa::GemmRangeAvx512,
