@@ -34,12 +34,13 @@ struct GemmParams {
   // If true y += x·Wᵀ (+bias), e.g. to fuse the residual add into o_proj and
   // down_proj; otherwise y is overwritten.
   bool accumulate = false;
-  // BF16 weights only: round x to bf16 and use bf16 dot products
-  // (AVX512_BF16 vdpbf16ps, f32 accumulation) where the CPU has them. About
-  // 2x faster for compute-bound (prefill) shapes, at a relative error of
+  // BF16 weights only: round x to bf16 and use bf16 dot products with f32
+  // accumulation (AVX512_BF16 vdpbf16ps; AVX2 and scalar emulate it with the
+  // same rounding, at the exact path's speed). About 2x faster for
+  // compute-bound (prefill) shapes with AVX512_BF16, at a relative error of
   // ~2^-9 per activation. Default false: widen bf16 -> f32 and use F32 FMA,
-  // exact up to f32 summation order. Ignored for F32/F16 weights and on CPUs
-  // without AVX512_BF16.
+  // exact up to f32 summation order. Ignored for F32/F16 weights and on
+  // AVX-512 CPUs without AVX512_BF16 (docs/kernels.md).
   bool bf16_dot = false;
 };
 

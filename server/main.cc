@@ -241,10 +241,10 @@ int Run(const Flags& f) {
     spdlog::error("cannot load --model={}: {}", load.model, model.status().ToString());
     return 1;
   }
-  spdlog::info("loaded model {} ({}, {} parameters, {}, context {}, {} KV cache) in {}",
+  spdlog::info("loaded model {} ({}, {} parameters, {}, context {}, {} KV cache) on {} in {}",
                model->info.name(), model->info.architecture(), model->info.num_parameters(),
                model->info.dtype(), model->info.context_length(), model->kv_cache_dtype,
-               absl::FormatDuration(absl::Now() - load_start));
+               model->backend, absl::FormatDuration(absl::Now() - load_start));
 
   auto registry = std::make_shared<prometheus::Registry>();
   engine::EngineMetrics metrics(*registry, model->info.name());
@@ -288,6 +288,7 @@ int Run(const Flags& f) {
       {"max_model_len", std::to_string((*engine)->max_model_len())},
       {"kv_cache_mib", std::to_string(f.kv_cache_mib)},
       {"kv_cache_dtype", model->kv_cache_dtype},
+      {"backend", model->backend},
       {"max_num_batched_tokens", std::to_string(engine_options.max_num_batched_tokens)},
       {"max_num_seqs", std::to_string(engine_options.max_num_seqs)},
       {"max_queued_requests", std::to_string(engine_options.max_queued_requests)},

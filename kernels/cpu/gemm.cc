@@ -80,8 +80,8 @@ absl::Status Gemm(const GemmParams& p, ThreadPool* pool, Isa isa) {
   a.n = p.n;
   a.k = p.k;
   a.accumulate = p.accumulate;
-  a.bf16_dot = p.bf16_dot && p.w_dtype == DType::kBF16 && resolved == Isa::kAvx512 &&
-               GetCpuFeatures().avx512bf16;
+  const IsaTable& table = GetIsaTable(resolved);
+  a.bf16_dot = p.bf16_dot && p.w_dtype == DType::kBF16 && table.convert_to_bf16 != nullptr;
 
   // Activations rounded to bf16 once per call, padded to whole 32-element
   // steps so the kernel needs no masked loads on x.
@@ -89,16 +89,15 @@ absl::Status Gemm(const GemmParams& p, ThreadPool* pool, Isa isa) {
   if (a.bf16_dot) {
     const int64_t kpad = (p.k + 31) / 32 * 32;
     xb.resize(static_cast<size_t>(p.m * kpad));
-    isa::ConvertToBf16Avx512Bf16(p.x, p.ldx, p.m, p.k, xb.data(), kpad);
+    table.convert_to_bf16(p.x, p.ldx, p.m, p.k, xb.data(), kpad);
     a.xb = xb.data();
     a.ldxb = kpad;
   }
 
   // Even/odd split of x for the exact BF16 path (see isa_kernels.h).
   thread_local std::vector<float> xd;
-  if (p.w_dtype == DType::kBF16 && !a.bf16_dot &&
-      (resolved == Isa::kAvx512 || resolved == Isa::kAvx2)) {
-    const int64_t lanes = resolved == Isa::kAvx512 ? 16 : 8;
+  if (p.w_dtype == DType::kBF16 && !a.bf16_dot && table.bf16_split_lanes > 0) {
+    const int64_t lanes = table.bf16_split_lanes;
     const int64_t group = 2 * lanes;
     const int64_t kpad = (p.k + group - 1) / group * group;
     xd.assign(static_cast<size_t>(p.m * kpad), 0.0f);
@@ -118,7 +117,6 @@ absl::Status Gemm(const GemmParams& p, ThreadPool* pool, Isa isa) {
     a.ldxd = kpad;
   }
 
-  const IsaTable& table = GetIsaTable(resolved);
   ParallelFor(pool, p.n, kColumnGrain,
               [&](int64_t begin, int64_t end) { table.gemm_range(a, begin, end); });
   return absl::OkStatus();

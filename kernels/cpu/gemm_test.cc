@@ -1,9 +1,11 @@
 // GEMM against the scalar reference: every ISA this CPU runs, every weight
 // dtype, awkward sizes (1, 7, 19, 99 and K tails around the vector widths),
-// strides, bias/accumulate, bf16 dot products, batch invariance, thread
-// invariance, and argument errors.
+// strides, bias/accumulate, bf16 dot products (native vdpbf16ps on AVX-512,
+// emulated on AVX2 and scalar), batch invariance, thread invariance, and
+// argument errors.
 #include "kernels/cpu/gemm.h"
 
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -52,6 +54,21 @@ struct Case {
   int64_t m, n, k;
 };
 
+// Whether Gemm rounds x to bf16 for this request: every variant does with
+// BF16 weights, except AVX-512 on a CPU without AVX512_BF16 (exact path).
+bool Bf16DotUsed(Isa isa, DType dtype, bool bf16_dot) {
+  return bf16_dot && dtype == DType::kBF16 &&
+         (ResolveIsa(isa) != Isa::kAvx512 || GetCpuFeatures().avx512bf16);
+}
+
+// Against a reference that rounds x the same way, only the summation order
+// differs, except for vdpbf16ps, which flushes denormals and rounds its own
+// way inside each pair.
+float Tolerance(Isa isa, bool dot_used, int64_t k) {
+  if (dot_used && ResolveIsa(isa) == Isa::kAvx512) return 2e-3f;
+  return 2e-5f * static_cast<float>(k + 8);
+}
+
 void RunCase(const Case& c, DType dtype, Isa isa, bool bias, bool accumulate, bool bf16_dot,
              ThreadPool* pool) {
   const int64_t ldx = c.k + 3, ldw = c.k + (dtype == DType::kF32 ? 1 : 2), ldy = c.n + 5;
@@ -75,15 +92,14 @@ void RunCase(const Case& c, DType dtype, Isa isa, bool bias, bool accumulate, bo
   p.k = c.k;
   p.accumulate = accumulate;
   p.bf16_dot = bf16_dot;
-  const bool dot_used = bf16_dot && dtype == DType::kBF16 && isa == Isa::kAvx512 &&
-                        GetCpuFeatures().avx512bf16;
+  const bool dot_used = Bf16DotUsed(isa, dtype, bf16_dot);
   REQUIRE(Gemm(p, pool, isa).ok());
 
   GemmParams r = p;
   r.y = y_ref.data();
   r.bf16_dot = dot_used;
   reference::Gemm(r);
-  const float tol = dot_used ? 2e-3f : 2e-5f * static_cast<float>(c.k + 8);
+  const float tol = Tolerance(isa, dot_used, c.k);
   INFO("m=" << c.m << " n=" << c.n << " k=" << c.k << " dtype=" << DTypeName(dtype)
             << " isa=" << IsaName(isa) << " bias=" << bias << " acc=" << accumulate
             << " bf16_dot=" << bf16_dot);
@@ -102,6 +118,7 @@ TEST_CASE("Gemm matches the reference on awkward sizes", "[gemm]") {
     for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
       for (const Case& c : cases) {
         RunCase(c, dtype, isa, /*bias=*/false, /*accumulate=*/false, false, nullptr);
+        if (dtype == DType::kBF16) RunCase(c, dtype, isa, false, false, /*bf16_dot=*/true, nullptr);
       }
     }
   }
@@ -167,24 +184,69 @@ TEST_CASE("Gemm is batch and thread invariant", "[gemm]") {
 TEST_CASE("Gemm with long rows", "[gemm]") {
   const int64_t n = 21, k = 4133;
   for (Isa isa : SupportedIsas()) {
-    for (int64_t m : {1, 2, 3}) {
-      RunCase({m, n, k}, DType::kBF16, isa, true, false, false, nullptr);
+    for (bool bf16_dot : {false, true}) {
+      for (int64_t m : {1, 2, 3}) {
+        RunCase({m, n, k}, DType::kBF16, isa, true, false, bf16_dot, nullptr);
+      }
+      const std::vector<float> x = RandomVector(static_cast<size_t>(5 * k), 8);
+      const Weights w = MakeWeights(static_cast<size_t>(n * k), 9, DType::kBF16);
+      GemmParams p{.x = x.data(), .ldx = k, .w = w.data(DType::kBF16), .w_dtype = DType::kBF16,
+                   .ldw = k, .ldy = n, .m = 5, .n = n, .k = k, .bf16_dot = bf16_dot};
+      std::vector<float> batch(static_cast<size_t>(5 * n)), single(static_cast<size_t>(n));
+      p.y = batch.data();
+      REQUIRE(Gemm(p, nullptr, isa).ok());
+      for (int64_t i = 0; i < 5; ++i) {
+        GemmParams q = p;
+        q.x = x.data() + i * k;
+        q.y = single.data();
+        q.m = 1;
+        REQUIRE(Gemm(q, nullptr, isa).ok());
+        INFO("isa=" << IsaName(isa) << " bf16_dot=" << bf16_dot << " row " << i);
+        REQUIRE(std::memcmp(single.data(), batch.data() + i * n, sizeof(float) * n) == 0);
+      }
     }
-    const std::vector<float> x = RandomVector(static_cast<size_t>(5 * k), 8);
-    const Weights w = MakeWeights(static_cast<size_t>(n * k), 9, DType::kBF16);
-    GemmParams p{.x = x.data(), .ldx = k, .w = w.data(DType::kBF16), .w_dtype = DType::kBF16,
-                 .ldw = k, .ldy = n, .m = 5, .n = n, .k = k};
-    std::vector<float> batch(static_cast<size_t>(5 * n)), single(static_cast<size_t>(n));
-    p.y = batch.data();
+  }
+}
+
+// bf16_dot must round x to bf16 on every ISA (not be ignored): the result
+// follows the rounded reference closely, differs from the exact one, and
+// stays within bf16's rounding of x of it (|x - bf16(x)| <= 2^-9 |x|).
+TEST_CASE("Gemm bf16 dot products round x to bf16 on every ISA", "[gemm]") {
+  const int64_t m = 6, n = 37, k = 301;
+  const std::vector<float> x = RandomVector(static_cast<size_t>(m * k), 11);
+  const Weights w = MakeWeights(static_cast<size_t>(n * k), 12, DType::kBF16);
+  GemmParams p{.x = x.data(), .ldx = k, .w = w.data(DType::kBF16), .w_dtype = DType::kBF16,
+               .ldw = k, .ldy = n, .m = m, .n = n, .k = k, .bf16_dot = true};
+  std::vector<float> exact(static_cast<size_t>(m * n)), rounded(exact.size());
+  GemmParams r = p;
+  r.y = rounded.data();
+  reference::Gemm(r);
+  r.y = exact.data();
+  r.bf16_dot = false;
+  reference::Gemm(r);
+  // sum_k |x w| per output: the bound on the rounding error.
+  std::vector<float> bound(exact.size());
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0;
+      for (int64_t kk = 0; kk < k; ++kk) {
+        s += std::fabs(x[i * k + kk] * Bf16ToF32(w.h16[j * k + kk]));
+      }
+      bound[i * n + j] = static_cast<float>(s * 0x1p-9);
+    }
+  }
+  for (Isa isa : SupportedIsas()) {
+    if (!Bf16DotUsed(isa, DType::kBF16, true)) continue;
+    INFO("isa=" << IsaName(isa));
+    std::vector<float> y(exact.size());
+    p.y = y.data();
     REQUIRE(Gemm(p, nullptr, isa).ok());
-    for (int64_t i = 0; i < 5; ++i) {
-      GemmParams q = p;
-      q.x = x.data() + i * k;
-      q.y = single.data();
-      q.m = 1;
-      REQUIRE(Gemm(q, nullptr, isa).ok());
-      INFO("isa=" << IsaName(isa) << " row " << i);
-      REQUIRE(std::memcmp(single.data(), batch.data() + i * n, sizeof(float) * n) == 0);
+    const float tol = Tolerance(isa, true, k);
+    CHECK(CompareClose(y.data(), rounded.data(), y.size(), tol, 1e-4f) == "");
+    CHECK(CompareClose(y.data(), exact.data(), y.size(), 1e-6f) != "");
+    for (size_t i = 0; i < y.size(); ++i) {
+      INFO("output " << i);
+      REQUIRE(std::fabs(y[i] - exact[i]) <= bound[i] + tol);
     }
   }
 }

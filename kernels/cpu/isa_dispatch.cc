@@ -4,12 +4,19 @@
 namespace kestrel::kernels::cpu {
 
 const IsaTable& GetIsaTable(Isa isa) {
-  static const IsaTable kScalar = {&isa::GemmRangeScalar, &isa::kAttentionScalar,
-                                   &isa::SiluMulScalar, &isa::SumF32Scalar};
-  static const IsaTable kAvx2 = {&isa::GemmRangeAvx2, &isa::kAttentionAvx2, &isa::SiluMulAvx2,
-                                 &isa::SumF32Avx2};
-  static const IsaTable kAvx512 = {&isa::GemmRangeAvx512, &isa::kAttentionAvx512,
-                                   &isa::SiluMulAvx512, &isa::SumF32Avx512};
+  // bf16_split_lanes: the traits' kLanes where kSplitBf16 is set.
+  static const IsaTable kScalar = {&isa::GemmRangeScalar, &isa::ConvertToBf16Scalar, 0,
+                                   &isa::kAttentionScalar, &isa::SiluMulScalar,
+                                   &isa::SumF32Scalar};
+  static const IsaTable kAvx2 = {&isa::GemmRangeAvx2, &isa::ConvertToBf16Avx2, 8,
+                                 &isa::kAttentionAvx2, &isa::SiluMulAvx2, &isa::SumF32Avx2};
+  static const IsaTable kAvx512 = {
+      &isa::GemmRangeAvx512,
+      GetCpuFeatures().avx512bf16 ? &isa::ConvertToBf16Avx512 : nullptr,
+      16,
+      &isa::kAttentionAvx512,
+      &isa::SiluMulAvx512,
+      &isa::SumF32Avx512};
   switch (isa) {
     case Isa::kAvx512: return kAvx512;
     case Isa::kAvx2: return kAvx2;

@@ -9,6 +9,13 @@ namespace kestrel::kernels::cpu {
 
 struct IsaTable {
   void (*gemm_range)(const isa::GemmArgs& a, int64_t n_begin, int64_t n_end);
+  // Rounds x to bf16 for GemmArgs::bf16_dot; null when the variant has no
+  // bf16 dot-product path on this CPU (AVX-512 without AVX512_BF16).
+  void (*convert_to_bf16)(const float* x, int64_t ldx, int64_t m, int64_t k, uint16_t* out,
+                          int64_t kpad);
+  // The lanes L of the even/odd split of x the exact BF16 path reads
+  // (GemmArgs::xd); 0 when it reads x itself.
+  int64_t bf16_split_lanes;
   const isa::AttentionVecOps* attention;
   void (*silu_mul)(const float* gate, const float* up, float* out, int64_t n);
   float (*sum_f32)(const float* x, int64_t n);

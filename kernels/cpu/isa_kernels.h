@@ -1,6 +1,9 @@
 // Internal: the entry points each ISA variant (isa_scalar.cc, isa_avx2.cc,
-// isa_avx512.cc) provides. Plain structs and functions only: the SIMD
-// translation units include nothing else (see BUILD.bazel).
+// isa_avx512.cc) provides. Each variant is the op-family templates
+// (isa_gemm_impl.h, isa_attention_impl.h, isa_activation_impl.h,
+// isa_sum_impl.h) instantiated with its traits (isa_traits_*.h). Plain
+// structs and functions only: the SIMD translation units include nothing
+// but intrinsics headers and these internal headers (see BUILD.bazel).
 #ifndef KESTREL_KERNELS_CPU_ISA_KERNELS_H_
 #define KESTREL_KERNELS_CPU_ISA_KERNELS_H_
 
@@ -15,11 +18,13 @@ enum WeightType : int { kWF32 = 0, kWF16 = 1, kWBF16 = 2 };
 struct GemmArgs {
   const float* x;   // [m, k], row stride ldx
   int64_t ldx;
-  // bf16_dot only: x rounded to bf16, [m, kpad] with kpad = k rounded up to
-  // 32 and zeros in the padding; row stride ldxb.
+  // bf16_dot only (variants with an IsaTable::convert_to_bf16 on this CPU):
+  // x rounded to bf16, [m, kpad] with kpad = k rounded up to 32 and zeros in
+  // the padding; row stride ldxb.
   const uint16_t* xb;
   int64_t ldxb;
-  // BF16 weights without bf16_dot (SIMD variants only): x with each group of
+  // BF16 weights without bf16_dot (variants whose traits set kSplitBf16;
+  // IsaTable::bf16_split_lanes): x with each group of
   // 2*L elements (L = vector lanes: 16 for AVX-512, 8 for AVX2) stored as
   // its L even-index elements then its L odd-index elements, [m, kpad2]
   // with kpad2 = k rounded up to 2*L, zero padded; row stride ldxd. A
@@ -45,9 +50,14 @@ void GemmRangeAvx2(const GemmArgs& a, int64_t n_begin, int64_t n_end);
 void GemmRangeAvx512(const GemmArgs& a, int64_t n_begin, int64_t n_end);
 
 // x [m, k] (row stride ldx) -> out [m, kpad] bf16, round to nearest even,
-// zero padding from k to kpad. AVX512_BF16 only.
-void ConvertToBf16Avx512Bf16(const float* x, int64_t ldx, int64_t m, int64_t k, uint16_t* out,
-                             int64_t kpad);
+// zero padding from k to kpad (GemmArgs::xb). REQUIRES: kpad a multiple of
+// 32, >= k. The AVX-512 one needs AVX512_BF16.
+void ConvertToBf16Scalar(const float* x, int64_t ldx, int64_t m, int64_t k, uint16_t* out,
+                         int64_t kpad);
+void ConvertToBf16Avx2(const float* x, int64_t ldx, int64_t m, int64_t k, uint16_t* out,
+                       int64_t kpad);
+void ConvertToBf16Avx512(const float* x, int64_t ldx, int64_t m, int64_t k, uint16_t* out,
+                         int64_t kpad);
 
 // Attention helpers. Keys come in runs of up to kKeyTile slots of one
 // block; the K cache stores each block's keys transposed (element i of key

@@ -262,6 +262,7 @@ int Main() {
       BenchGemm(pool, reps * 4, bw, 1, s.n, s.k, t, Isa::kAvx512, false, w);
       if (t == DType::kBF16) BenchGemm(pool, reps * 4, bw, 1, s.n, s.k, t, Isa::kAvx512, true, w);
       BenchGemm(pool, reps * 4, bw, 1, s.n, s.k, t, Isa::kAvx2, false, w);
+      if (t == DType::kBF16) BenchGemm(pool, reps * 4, bw, 1, s.n, s.k, t, Isa::kAvx2, true, w);
       if (s.n == 5632 && t == DType::kBF16) {
         BenchGemm(pool, std::max(3, reps / 3), bw, 1, s.n, s.k, t, Isa::kScalar, false, w);
       }
@@ -280,6 +281,7 @@ int Main() {
       if (!quick) {
         BenchGemm(pool, r, bw, m, 5632, 2048, DType::kF32, Isa::kAvx512, false, wf);
         BenchGemm(pool, r, bw, m, 5632, 2048, DType::kBF16, Isa::kAvx2, false, wb);
+        BenchGemm(pool, r, bw, m, 5632, 2048, DType::kBF16, Isa::kAvx2, true, wb);
       }
     }
   }

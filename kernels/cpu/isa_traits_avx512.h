@@ -1,0 +1,111 @@
+// AVX-512 vector traits for the ISA kernel templates (isa_*_impl.h): 16-lane
+// F32 vectors, __mmask16 tails, vdpbf16ps bf16 dot products. Included only
+// by isa_avx512.cc, compiled with -mavx512f/bw/vl/dq/bf16 (BUILD.bazel);
+// everything here has internal linkage (see isa_traits_scalar.h for the list
+// of what a traits type provides).
+#ifndef KESTREL_KERNELS_CPU_ISA_TRAITS_AVX512_H_
+#define KESTREL_KERNELS_CPU_ISA_TRAITS_AVX512_H_
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace kestrel::kernels::cpu::isa {
+namespace {
+
+struct Avx512 {
+  static constexpr int kLanes = 16;
+  using Vec = __m512;
+  using Mask = __mmask16;      // which of a Vec's lanes a tail load/store touches
+  using Bf16Pairs = __m512i;   // 2 * kLanes bf16 values, pair i in 32-bit lane i
+
+  // GEMM register tiles (accumulators <= 24 of the 32 registers): M x 1 when
+  // M <= 3 (decode reads one weight row at a time, see isa_gemm_impl.h), else
+  // 4 x 6 over 48-column blocks of W held in L2.
+  static constexpr int kMaxSmallM = 3;
+  static constexpr int kSmallNR = 1;
+  static constexpr int kBigMR = 4;
+  static constexpr int kBigNR = 6;
+  // The exact BF16 GEMM path reads x split into even/odd halves (GemmArgs::xd).
+  static constexpr bool kSplitBf16 = true;
+  // AccumulateV keeps up to this many vectors of the output row in registers
+  // (head dims 16..128).
+  static constexpr int kMaxVChunks = 8;
+  // exp by the shared Cephes polynomial (isa_exp_impl.h).
+  static constexpr bool kPolyExp = true;
+
+  static Vec Zero() { return _mm512_setzero_ps(); }
+  static Vec Set1(float x) { return _mm512_set1_ps(x); }
+  static Vec Load(const float* p) { return _mm512_loadu_ps(p); }
+  static void Store(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+  // The first n lanes. REQUIRES: 0 <= n <= kLanes.
+  static Mask TailMask(int64_t n) { return static_cast<Mask>((1u << n) - 1); }
+  // Masked-off lanes read as zero and are not accessed.
+  static Vec LoadMasked(const float* p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }
+  static void StoreMasked(float* p, Mask m, Vec v) { _mm512_mask_storeu_ps(p, m, v); }
+  // kLanes 16-bit values widened to F32 (exact).
+  static Vec WidenBf16(__m256i h) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+  static Vec LoadBf16(const uint16_t* p) {
+    return WidenBf16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static Vec LoadBf16Masked(const uint16_t* p, Mask m) {
+    return WidenBf16(_mm256_maskz_loadu_epi16(m, p));
+  }
+  static Vec LoadF16(const uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static Vec LoadF16Masked(const uint16_t* p, Mask m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+  }
+
+  static Vec Add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
+  static Vec Sub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
+  static Vec Mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
+  static Vec Div(Vec a, Vec b) { return _mm512_div_ps(a, b); }
+  static Vec Min(Vec a, Vec b) { return _mm512_min_ps(a, b); }
+  static Vec Max(Vec a, Vec b) { return _mm512_max_ps(a, b); }
+  static Vec Fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }    // a*b + c
+  static Vec Fnmadd(Vec a, Vec b, Vec c) { return _mm512_fnmadd_ps(a, b, c); }  // c - a*b
+  static Vec Round(Vec x) {
+    return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  // p * 2^n for integral n.
+  static Vec Scale2(Vec p, Vec n) { return _mm512_scalef_ps(p, n); }
+
+  static float First(Vec v) { return _mm512_cvtss_f32(v); }
+  static float ReduceAdd(Vec v) { return _mm512_reduce_add_ps(v); }
+  static float ReduceAddMasked(Vec v, Mask m) { return _mm512_mask_reduce_add_ps(m, v); }
+  // -inf when no lane is selected.
+  static float ReduceMaxMasked(Vec v, Mask m) { return _mm512_mask_reduce_max_ps(m, v); }
+
+  // bf16 pairs: 2 * kLanes weights or activations; the low halves of the
+  // 32-bit lanes are the even elements, the high halves the odd ones.
+  static Bf16Pairs LoadPairs(const uint16_t* p) { return _mm512_loadu_si512(p); }
+  // The first n elements, the rest zero. REQUIRES: 0 <= n <= 2 * kLanes.
+  using PairsMask = __mmask32;
+  static PairsMask PairsTailMask(int64_t n) {
+    return static_cast<PairsMask>((uint64_t{1} << n) - 1);
+  }
+  static Bf16Pairs LoadPairsMasked(const uint16_t* p, PairsMask m) {
+    return _mm512_maskz_loadu_epi16(m, p);
+  }
+  static Vec Even(Bf16Pairs v) { return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)); }
+  static Vec Odd(Bf16Pairs v) {
+    return _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
+  }
+  // acc + the dot product of each lane's pair: one vdpbf16ps.
+  static Vec DotBf16(Vec acc, Bf16Pairs x, Bf16Pairs w) {
+    return _mm512_dpbf16_ps(acc, (__m512bh)x, (__m512bh)w);
+  }
+  // kLanes values rounded to bf16 (nearest even) into out[0, kLanes).
+  static void StoreBf16(uint16_t* out, Vec v) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), (__m256i)_mm512_cvtneps_pbh(v));
+  }
+};
+
+}  // namespace
+}  // namespace kestrel::kernels::cpu::isa
+
+#endif  // KESTREL_KERNELS_CPU_ISA_TRAITS_AVX512_H_
