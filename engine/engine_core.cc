@@ -390,8 +390,11 @@ EngineCore::StepStats EngineCore::Step(absl::Time now) {
     stats.duration = Now() - start;
     return stats;
   };
-  if (absl::Status s = Schedule(now); !s.ok()) return fail(s);
+  const absl::Status scheduled = Schedule(now);
+  // Requests the scheduler ended for their deadline are gone from it even
+  // when the rest of its step failed: end them here either way.
   ExpireDeadlines(now);
+  if (!scheduled.ok()) return fail(scheduled);
   stats.num_sequences = static_cast<int>(step_.scheduled.size());
   stats.prefill_tokens = step_.num_prefill_tokens;
   stats.decode_tokens = step_.num_decode_tokens;
