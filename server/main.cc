@@ -2,9 +2,9 @@
 //
 // Startup: flags -> model (built-in demo or a Hugging Face directory) ->
 // engine -> gRPC server (health NOT_SERVING) -> warm-up request -> SERVING.
-// SIGTERM/SIGINT: health NOT_SERVING, the listener closes (GOAWAY to
-// clients), in-flight requests finish for up to --drain-timeout, the rest end
-// UNAVAILABLE, exit 0.
+// SIGTERM/SIGINT: health NOT_SERVING, new requests UNAVAILABLE (or, with
+// --drain-goaway, the listener closes and clients get GOAWAY), in-flight
+// requests finish for up to --drain-timeout, the rest end UNAVAILABLE, exit 0.
 #include <condition_variable>
 #include <cstdio>
 #include <fstream>
@@ -40,6 +40,7 @@ struct Flags {
   std::string metrics_address = "0.0.0.0:9400";
   std::string metrics_port_file;
   absl::Duration drain_timeout = absl::Seconds(30);
+  bool drain_goaway = false;
   std::string log_level = "info";
   std::string request_log = "text";
   int32_t max_request_bytes = 4 << 20;
@@ -77,6 +78,10 @@ void DeclareFlags(FlagSet& flags, Flags& f) {
             "Write the bound metrics port here");
   flags.Add("drain-timeout", &f.drain_timeout, "DURATION",
             "On SIGTERM/SIGINT, how long in-flight requests may run before they are cancelled");
+  flags.Add("drain-goaway", &f.drain_goaway,
+            "On SIGTERM/SIGINT, close the listener and send GOAWAY at once, so a proxy that "
+            "opens a connection per request (nginx grpc_pass) retries new requests elsewhere; "
+            "off: new calls get UNAVAILABLE until the drain ends (docs/operations.md)");
   flags.Add("log-level", &f.log_level, "", "Log verbosity")
       .Choices({"trace", "debug", "info", "warn", "error", "off"});
   flags.Add("request-log", &f.request_log, "", "One line per finished request")
@@ -344,15 +349,24 @@ int Run(const Flags& f) {
   const absl::Duration drain_timeout = f.drain_timeout;
   Server* raw_server = server->get();
   engine::Engine* raw_engine = engine->get();
-  signals.Watch([&, raw_server, raw_engine, drain_timeout](int signal_number) {
+  const bool drain_goaway = f.drain_goaway;
+  signals.Watch([&, raw_server, raw_engine, drain_timeout, drain_goaway](int signal_number) {
     spdlog::info("received {}, draining for up to {}",
                  signal_number == SIGTERM ? "SIGTERM" : "SIGINT", absl::FormatDuration(drain_timeout));
-    // Close the listener and send GOAWAY first: a proxy (nginx grpc_pass,
-    // Envoy) then gets a refused connection and retries on another replica,
-    // where a call answered UNAVAILABLE by a draining service would be lost.
-    // Calls already accepted run on; gRPC cancels what is left after
-    // drain_timeout plus the 5 s below, should the engine not get there.
-    raw_server->BeginShutdown(drain_timeout + absl::Seconds(5));
+    if (drain_goaway) {
+      // Close the listener and send GOAWAY first: a proxy (nginx grpc_pass)
+      // then gets a refused connection and retries on another replica, where
+      // a call answered UNAVAILABLE by a draining service would be lost.
+      // Calls already accepted run on; gRPC cancels what is left after
+      // drain_timeout plus the 5 s below, should the engine not get there.
+      // Off by default: each connection then closes the moment its last
+      // stream ends, and a client on a long-lived connection (the test
+      // clients here, about 1 drain in 16) can lose that stream's trailers
+      // to a reset ("Broken pipe").
+      raw_server->BeginShutdown(drain_timeout + absl::Seconds(5));
+    } else {
+      raw_server->SetServing(false);
+    }
     service.set_draining();
     raw_engine->StopAccepting();
     if (!raw_engine->WaitUntilIdle(drain_timeout)) {
@@ -362,7 +376,11 @@ int Run(const Flags& f) {
       raw_engine->WaitUntilIdle(absl::Seconds(10));
     }
     // Every stream has its final status queued; give gRPC a moment to send.
-    raw_server->FinishShutdown(absl::Seconds(5));
+    if (drain_goaway) {
+      raw_server->FinishShutdown(absl::Seconds(5));
+    } else {
+      raw_server->Shutdown(absl::Seconds(5));
+    }
   });
   (*server)->Wait();
   // Wait() returns once gRPC has shut down, possibly while the watcher is

@@ -35,7 +35,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 start_replica() {
   local name=$1
   "$runfiles/server/kestrel-server" --model=demo --listen=127.0.0.1:0 \
-    --port-file="$tmp/$name.port" --metrics-address= --threads=1 --drain-timeout=30s \
+    --port-file="$tmp/$name.port" --metrics-address= --threads=1 --drain-timeout=30s --drain-goaway \
     >"$tmp/$name.log" 2>&1 &
   pids+=($!)
   eval "${name}_pid=$!"
