@@ -132,16 +132,8 @@ absl::Status FakeExecutor::Execute(const ExecuteInput& in, ExecuteOutput* out) {
   p.top_logprobs = top_logprobs_.data();
   p.max_top_logprobs = max_top;
   if (absl::Status s = kernels::cpu::Sample(p, nullptr); !s.ok()) return s;
-  out->sampled.assign(n, model::SampledToken());
-  for (size_t i = 0; i < n; ++i) {
-    model::SampledToken& t = out->sampled[i];
-    t.token = tokens_[i];
-    if (!rows_[i].logprobs) continue;
-    t.logprob = logprobs_[i];
-    for (int32_t k = 0; k < rows_[i].num_top_logprobs; ++k) {
-      t.top_logprobs.push_back({top_tokens_[i * max_top + k], top_logprobs_[i * max_top + k]});
-    }
-  }
+  out->sampled = model::CollectDraws(rows_, tokens_.data(), logprobs_.data(), top_tokens_.data(),
+                                     top_logprobs_.data(), max_top);
   return absl::OkStatus();
 }
 

@@ -452,32 +452,17 @@ absl::Status ModelRunner::SampleRows(const StepInput& in, int64_t num_logits_row
   p.max_top_logprobs = max_top;
   RETURN_IF_ERROR(ops_->Sample(p));
 
-  tokens_host_.resize(n);
-  logprobs_host_.resize(n);
-  RETURN_IF_ERROR(device_->CopyToHost(tokens_host_.data(), tokens, n * sizeof(int32_t)));
+  // One copy back: the tokens alone, or the whole output buffer when a row
+  // asked for logprobs.
   bool any_logprobs = false;
   for (const kernels::SampleRow& row : in.samples) any_logprobs |= row.logprobs;
-  if (any_logprobs) {
-    RETURN_IF_ERROR(device_->CopyToHost(logprobs_host_.data(), logprobs, n * sizeof(float)));
-    top_tokens_host_.resize(n * max_top);
-    top_logprobs_host_.resize(n * max_top);
-    RETURN_IF_ERROR(device_->CopyToHost(top_tokens_host_.data(), top_tokens,
-                                        top_tokens_host_.size() * sizeof(int32_t)));
-    RETURN_IF_ERROR(device_->CopyToHost(top_logprobs_host_.data(), top_logprobs,
-                                        top_logprobs_host_.size() * sizeof(float)));
-  }
-  out->sampled.resize(n);
-  for (int64_t i = 0; i < n; ++i) {
-    SampledToken& t = out->sampled[i];
-    t = SampledToken();
-    t.token = tokens_host_[i];
-    if (!in.samples[i].logprobs) continue;
-    t.logprob = logprobs_host_[i];
-    for (int32_t k = 0; k < in.samples[i].num_top_logprobs; ++k) {
-      t.top_logprobs.push_back({top_tokens_host_[i * max_top + k],
-                                top_logprobs_host_[i * max_top + k]});
-    }
-  }
+  const size_t back = any_logprobs ? out_elems : static_cast<size_t>(n);
+  sample_out_host_.resize(out_elems);
+  RETURN_IF_ERROR(device_->CopyToHost(sample_out_host_.data(), tokens, back * 4));
+  const int32_t* host = sample_out_host_.data();
+  out->sampled = CollectDraws(in.samples, host, reinterpret_cast<const float*>(host + n),
+                              host + 2 * n, reinterpret_cast<const float*>(host + 2 * n + n * max_top),
+                              max_top);
   return absl::OkStatus();
 }
 

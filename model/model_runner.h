@@ -209,10 +209,7 @@ class ModelRunner {
   kernels::DeviceBuffer logits_;  // [R, vocab]
   // Sampling: rows and adjustments in, tokens and logprobs out.
   kernels::DeviceBuffer sample_rows_, sample_adjust_, sample_out_;
-  std::vector<int32_t> tokens_host_;
-  std::vector<float> logprobs_host_;
-  std::vector<int32_t> top_tokens_host_;
-  std::vector<float> top_logprobs_host_;
+  std::vector<int32_t> sample_out_host_;  // sample_out_'s layout, on the host
 };
 
 }  // namespace kestrel::model

@@ -119,4 +119,21 @@ void SequenceSampler::Prepare(std::span<const int32_t> banned, kernels::SampleRo
 
 void SequenceSampler::Commit(int32_t token) { ++out_counts_[token]; }
 
+std::vector<SampledToken> CollectDraws(std::span<const kernels::SampleRow> rows,
+                                       const int32_t* tokens, const float* logprobs,
+                                       const int32_t* top_tokens, const float* top_logprobs,
+                                       int32_t max_top) {
+  std::vector<SampledToken> out(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    SampledToken& t = out[i];
+    t.token = tokens[i];
+    if (!rows[i].logprobs) continue;
+    t.logprob = logprobs[i];
+    for (int32_t k = 0; k < rows[i].num_top_logprobs; ++k) {
+      t.top_logprobs.push_back({top_tokens[i * max_top + k], top_logprobs[i * max_top + k]});
+    }
+  }
+  return out;
+}
+
 }  // namespace kestrel::model

@@ -73,6 +73,14 @@ struct SampledToken {
   std::vector<TokenLogprob> top_logprobs;  // most likely first
 };
 
+// The draws of Ops::Sample (host copies of its outputs) as SampledTokens,
+// one per row: the token and, for rows that asked, its logprob and
+// num_top_logprobs alternatives. top_tokens/top_logprobs: [rows, max_top].
+std::vector<SampledToken> CollectDraws(std::span<const kernels::SampleRow> rows,
+                                       const int32_t* tokens, const float* logprobs,
+                                       const int32_t* top_tokens, const float* top_logprobs,
+                                       int32_t max_top);
+
 // One sample's sampling state on the host: its parameters, its own random
 // generator and the token counts the penalties need. The draw itself runs as
 // a backend op (Ops::Sample) over the whole batch; Prepare describes this

@@ -37,15 +37,8 @@ struct TestSampler {
                             .max_top_logprobs = kMaxTopLogprobs};
     REQUIRE(kernels::cpu::Sample(p, nullptr).ok());
     state->Commit(token);
-    SampledToken out;
-    out.token = token;
-    if (row.logprobs) {
-      out.logprob = logprob;
-      for (int i = 0; i < row.num_top_logprobs; ++i) {
-        out.top_logprobs.push_back({top_tokens[i], top_logprobs[i]});
-      }
-    }
-    return out;
+    return CollectDraws({&row, 1}, &token, &logprob, top_tokens.data(), top_logprobs.data(),
+                        kMaxTopLogprobs)[0];
   }
 };
 
