@@ -31,13 +31,14 @@ absl::Status WorkerExecutor::Execute(const ExecuteInput& in, ExecuteOutput* out)
   for (const scheduler::BlockCopy& copy : step.block_copies) copies_.emplace_back(copy.src, copy.dst);
 
   // Which sequences return every new token's logits (prompt logits).
-  std::vector<bool> all_rows(num_seqs, false);
+  std::vector<uint8_t>& all_rows = all_rows_;
+  all_rows.assign(num_seqs, 0);
   for (int32_t s : in.return_logits) {
     if (s < 0 || s >= num_seqs) {
       return absl::InvalidArgumentError(absl::StrCat("execute: return_logits sequence ", s,
                                                      " is outside the step's ", num_seqs));
     }
-    all_rows[s] = true;
+    all_rows[s] = 1;
   }
   batch_.clear();
   sample_row_of_seq_.assign(num_seqs, -1);

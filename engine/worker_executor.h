@@ -8,6 +8,7 @@
 #ifndef KESTREL_ENGINE_WORKER_EXECUTOR_H_
 #define KESTREL_ENGINE_WORKER_EXECUTOR_H_
 
+#include <cstdint>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -48,6 +49,7 @@ class WorkerExecutor final : public ModelExecutor {
   std::vector<std::pair<int32_t, int32_t>> copies_;
   std::vector<kernels::SampleRow> samples_;
   std::vector<int32_t> sample_row_of_seq_;  // [num_scheduled]: runner row the seq samples from
+  std::vector<uint8_t> all_rows_;           // [num_scheduled]: returns every new token's logits
   model::StepOutput out_;
 };
 
