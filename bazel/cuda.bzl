@@ -156,3 +156,135 @@ def cuda_library(name, srcs, hdrs = [], deps = [], copts = [], **kwargs):
         target_compatible_with = _CUDA_ONLY,
         **kwargs
     )
+
+# The run orders of the emulated CUDA threads every emulated kernel test runs
+# under (kernels/cuda/emulation): a kernel that relies on an order the
+# hardware does not promise fails in at least one of them.
+EMULATION_RUN_ORDERS = ["forward", "reverse", "random"]
+
+def _emulated(label):
+    return label + "_emulated"
+
+def cuda_kernel_library(
+        name,
+        srcs = [],
+        hdrs = [],
+        host_srcs = [],
+        deps = [],
+        kernel_deps = [],
+        cuda_deps = [],
+        emulated_deps = [],
+        copts = [],
+        visibility = None):
+    """One list of CUDA sources built twice: for the GPU and for the emulation.
+
+    `name` is compiled by nvcc (sm_80/sm_90, only with --config=cuda) and
+    links the real CUDA runtime; `name + "_emulated"` compiles the same `.cu`
+    files with the host compiler against kernels/cuda/emulation and builds in
+    every configuration, so CI runs the kernels without a GPU.
+
+    Args:
+      name: the GPU library; the emulated one is `name + "_emulated"`.
+      srcs: `.cu` files (kernels and their launchers).
+      hdrs: public headers (plain C++ that includes kernels/cuda/cuda_compat.h).
+      host_srcs: `.cc` files compiled by the host compiler in both variants
+        (code that calls the CUDA runtime or cuBLAS but defines no kernel).
+      deps: ordinary cc_library deps of both variants.
+      kernel_deps: other cuda_kernel_library targets; the emulated variant
+        depends on their emulated variants.
+      cuda_deps: deps of the GPU variant only (e.g. "@cuda//:cublas").
+      emulated_deps: deps of the emulated variant only (e.g. the cuBLAS shim).
+      copts: extra nvcc flags for the GPU variant.
+      visibility: of both variants.
+    """
+    cu_srcs = [s for s in srcs if s.endswith(".cu")]
+    private_hdrs = [s for s in srcs if not s.endswith(".cu")]
+    gpu_objects = []
+    if cu_srcs:
+        cuda_library(
+            name = name + "_kernels",
+            srcs = srcs,
+            hdrs = hdrs,
+            deps = deps + kernel_deps + ["//kernels/cuda:cuda_compat"],
+            copts = copts,
+        )
+        gpu_objects = [":" + name + "_kernels"]
+    native.cc_library(
+        name = name,
+        srcs = host_srcs + private_hdrs,
+        hdrs = hdrs,
+        deps = deps + kernel_deps + cuda_deps + gpu_objects + [
+            "//kernels/cuda:cuda_compat",
+            "@cuda//:cudart",
+        ],
+        target_compatible_with = _CUDA_ONLY,
+        visibility = visibility,
+    )
+
+    # Bazel's C++ rules compile only .cc names: copy each .cu.
+    emulated_srcs = []
+    for src in cu_srcs:
+        copy = name + "_emulated_" + src.replace("/", "_").replace(".cu", ".cc")
+        native.genrule(
+            name = copy + "_copy",
+            srcs = [src],
+            outs = [copy],
+            cmd = "cp $< $@",
+        )
+        emulated_srcs.append(copy)
+    native.cc_library(
+        name = _emulated(name),
+        srcs = emulated_srcs + host_srcs + private_hdrs,
+        hdrs = hdrs,
+        deps = deps + [_emulated(d) for d in kernel_deps] + emulated_deps + [
+            "//kernels/cuda:emulation",
+        ],
+        visibility = visibility,
+    )
+
+def cuda_kernel_test(name, srcs, kernel_deps = [], deps = [], size = "small", tags = [], **kwargs):
+    """A kernel test built twice from one source list.
+
+    `name` is a test_suite of `name_forward`, `name_reverse` and
+    `name_random`: the test against the emulated kernels under each run order
+    of the emulated threads. `name_gpu` is the same test linked against the
+    nvcc-built kernels (a cc_binary, only with --config=cuda) for the GPU
+    check (scripts/gpu-check). Tests reach the kernels through their
+    launchers and the CUDA runtime API only (cudaMalloc, cudaMemcpy, ...), so
+    one source serves both.
+
+    Args:
+      name: the test_suite; see above for the generated targets.
+      srcs: the test sources.
+      kernel_deps: cuda_kernel_library targets under test.
+      deps: other deps (Catch2 main, CPU references, ...).
+      size: of the emulated tests.
+      tags: of the emulated tests.
+      **kwargs: passed to the emulated cc_tests (timeout, shard_count, ...).
+    """
+    native.cc_library(
+        name = name + "_emulated_lib",
+        testonly = True,
+        srcs = srcs,
+        deps = deps + [_emulated(d) for d in kernel_deps],
+        alwayslink = True,
+    )
+    tests = []
+    for order in EMULATION_RUN_ORDERS:
+        native.cc_test(
+            name = name + "_" + order,
+            size = size,
+            tags = tags,
+            env = {"KESTREL_CUDA_EMULATION_ORDER": order},
+            deps = [":" + name + "_emulated_lib"],
+            **kwargs
+        )
+        tests.append(":" + name + "_" + order)
+    native.test_suite(name = name, tests = tests, tags = tags)
+    native.cc_binary(
+        name = name + "_gpu",
+        testonly = True,
+        srcs = srcs,
+        deps = deps + kernel_deps,
+        target_compatible_with = _CUDA_ONLY,
+    )
