@@ -17,7 +17,9 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -41,6 +43,7 @@ using model::SafetensorsCheckpoint;
 
 struct Flags {
   std::string model;
+  std::string device = "cpu";
   int32_t threads = 2;
   int32_t prompt_len = 512;
   int32_t decode_steps = 32;
@@ -89,11 +92,43 @@ struct Result {
   std::vector<Decode> decode;
 };
 
+// A GPU's memory bandwidth: a device-to-device copy of 2 x 512 MiB, counted
+// as bytes read (the copy writes as many; HBM serves both).
+class DeviceCopyProbe {
+ public:
+  static absl::StatusOr<DeviceCopyProbe> Create(kernels::Device& device) {
+    DeviceCopyProbe p(device);
+    auto a = device.Allocate(kBytes, "bandwidth probe");
+    if (!a.ok()) return a.status();
+    auto b = device.Allocate(kBytes, "bandwidth probe");
+    if (!b.ok()) return b.status();
+    p.src_ = std::move(*a);
+    p.dst_ = std::move(*b);
+    if (absl::Status s = device.Memset(p.src_.data(), 1, kBytes); !s.ok()) return s;
+    return p;
+  }
+  // GB/s read by one copy (read + write traffic is twice this).
+  double MeasureReadGbs() {
+    (void)device_->Synchronize();
+    const auto t = Clock::now();
+    (void)device_->CopyOnDevice(dst_.data(), src_.data(), kBytes);
+    (void)device_->Synchronize();
+    return kBytes / Seconds(t) / 1e9;
+  }
+
+ private:
+  static constexpr size_t kBytes = size_t{512} << 20;
+  explicit DeviceCopyProbe(kernels::Device& device) : device_(&device) {}
+  kernels::Device* device_;
+  kernels::DeviceBuffer src_, dst_;
+};
+
 // `probe` (may be null) is read right before every timed batch-1 step, so the
 // step's weight read rate is compared with the bandwidth of the same moment.
+// On a GPU the probe is a device copy instead.
 absl::StatusOr<Result> Bench(const std::string& dir, SafetensorsCheckpoint::Storage storage,
                              const std::vector<int>& batches, bool prefill,
-                             kernels::cpu::BandwidthProbe* probe) {
+                             kernels::cpu::BandwidthProbe* cpu_probe) {
   const auto t0 = Clock::now();
   const absl::StatusOr<model::KvCacheDType> kv_dtype =
       model::ParseKvCacheDType(flags_.kv_cache_dtype);
@@ -101,7 +136,8 @@ absl::StatusOr<Result> Bench(const std::string& dir, SafetensorsCheckpoint::Stor
   auto weights_or = model::ModelWeights::Load({.dir = dir, .storage = storage});
   if (!weights_or.ok()) return weights_or.status();
   std::shared_ptr<const model::ModelWeights> weights = std::move(*weights_or);
-  auto worker = model::Worker::Create({.threads = flags_.threads,
+  auto worker = model::Worker::Create({.device = flags_.device,
+                                       .threads = flags_.threads,
                                        .runner = {.kv_cache_bytes = 1ull << 30,
                                                   .bf16_dot = flags_.bf16_dot,
                                                   .kv_cache_dtype = *kv_dtype}},
@@ -111,6 +147,18 @@ absl::StatusOr<Result> Bench(const std::string& dir, SafetensorsCheckpoint::Stor
               storage == SafetensorsCheckpoint::Storage::kAnonymous ? "anonymous memory"
                                                                     : "file mmap",
               (*worker)->Describe().c_str());
+  std::optional<DeviceCopyProbe> device_probe;
+  if (flags_.device != "cpu") {
+    auto created = DeviceCopyProbe::Create((*worker)->backend().device());
+    if (!created.ok()) return created.status();
+    device_probe.emplace(std::move(*created));
+  }
+  std::function<double()> probe;
+  if (device_probe.has_value()) {
+    probe = [&] { return device_probe->MeasureReadGbs(); };
+  } else if (cpu_probe != nullptr) {
+    probe = [cpu_probe] { return cpu_probe->Measure(1).median_gbs; };
+  }
   const model::ModelRunner& r = (*worker)->runner();
   const double weight_bytes = static_cast<double>(weights->matrix_bytes_per_token());
   std::printf("  KV cache %s, %lld blocks of %lld tokens\n", kernels::DTypeName(r.kv_cache_dtype()),
@@ -184,7 +232,7 @@ absl::StatusOr<Result> Bench(const std::string& dir, SafetensorsCheckpoint::Stor
       const bool timed = step > 0;
       const bool probed = timed && probe != nullptr && batch == 1;
       double pass_gbs = 0;
-      if (probed) pass_gbs = probe->Measure(1).median_gbs;
+      if (probed) pass_gbs = probe();
       const auto t = Clock::now();
       const double c0 = CpuSeconds();
       const EngineCore::StepStats s = llm.Step();
@@ -277,7 +325,7 @@ int Main() {
     if (d.percent_of_limit > 0) print_limit(d);
     std::printf("\n");
   }
-  if (flags_.mmap_too) {
+  if (flags_.mmap_too && flags_.device == "cpu") {
     auto mm = Bench(dir, SafetensorsCheckpoint::Storage::kFileMmap, {1}, false, probe->get());
     if (!mm.ok()) return Fail(mm.status());
     const Result::Decode& d = mm->decode[0];
@@ -297,6 +345,8 @@ int main(int argc, char** argv) {
                          "Prefill and decode throughput on the offline engine, against the "
                          "measured memory bandwidth.");
   flags.Add("model", &f.model, "DIR", "Model directory").DefaultText("synthetic tinyllama-1.1b BF16");
+  flags.Add("device", &f.device, "cpu|cuda|cuda:N",
+            "Backend; on a GPU the bandwidth probe is a device-to-device copy");
   flags.Add("threads", &f.threads, "N", "CPU compute threads");
   flags.Add("prompt-len", &f.prompt_len, "N", "Prefill prompt length; 0 = skip the prefill");
   flags.Add("decode-steps", &f.decode_steps, "N", "Timed decode steps per batch size");

@@ -84,8 +84,13 @@ class Device {
   // earlier asynchronous op (an illegal address on a GPU) is reported here.
   virtual absl::Status Synchronize() = 0;
 
-  // Memory that allocations can still get, for sizing the KV pool.
-  virtual absl::StatusOr<uint64_t> FreeMemoryBytes() const = 0;
+  // The device's memory: what allocations can still get and the total, for
+  // sizing the KV pool (ModelRunner::Options::memory_utilization).
+  struct MemoryInfo {
+    uint64_t free_bytes = 0;
+    uint64_t total_bytes = 0;
+  };
+  virtual absl::StatusOr<MemoryInfo> GetMemoryInfo() const = 0;
 
  protected:
   // The allocation primitives behind Allocate and ~DeviceBuffer.

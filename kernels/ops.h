@@ -77,6 +77,11 @@ struct PagedAttentionParams {
   int64_t head_dim = 0;      // 1..512 (64, 80, 128 tested)
   float scale = 0.0f;        // 0 means 1/sqrt(head_dim)
   int64_t sliding_window = 0;  // 0 means unlimited (Mistral: config sliding_window)
+  // Upper bounds the host knows without reading device memory: the largest
+  // n_new and context_lens entry. A GPU backend sizes its grids from them
+  // (and must have them); the CPU ignores them. 0 means unknown.
+  int64_t max_query_len = 0;
+  int64_t max_context_len = 0;
 };
 
 // One token to draw from a row of logits, with OpenAI/vLLM sampling

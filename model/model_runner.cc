@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "kernels/rope_tables.h"
 
@@ -61,11 +62,15 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(
       return absl::InvalidArgumentError(absl::StrCat(
           "model runner: unknown kv_cache_dtype ", static_cast<int>(options.kv_cache_dtype)));
   }
+  uint64_t kv_bytes = options.kv_cache_bytes;
+  if (options.memory_utilization > 0) {
+    ASSIGN_OR_RETURN(kv_bytes, r->KvBudgetFromUtilization(options.memory_utilization));
+  }
   ASSIGN_OR_RETURN(r->kv_, KvPool::Create({.num_layers = c.num_hidden_layers,
                                            .num_kv_heads = c.num_key_value_heads,
                                            .head_dim = c.head_dim,
                                            .block_size = options.block_size,
-                                           .memory_budget_bytes = options.kv_cache_bytes,
+                                           .memory_budget_bytes = kv_bytes,
                                            .dtype = kv_dtype},
                                           r->device_));
   r->max_context_len_ =
@@ -78,6 +83,24 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(
   ASSIGN_OR_RETURN(r->rope_, r->device_->Allocate(rope.size() * sizeof(float), "RoPE tables"));
   RETURN_IF_ERROR(r->device_->CopyToDevice(r->rope_.data(), rope.data(), r->rope_.size()));
   return r;
+}
+
+absl::StatusOr<uint64_t> ModelRunner::KvBudgetFromUtilization(double utilization) const {
+  if (!(utilization > 0 && utilization <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gpu_memory_utilization must be in (0, 1], got ", utilization));
+  }
+  ASSIGN_OR_RETURN(const kernels::Device::MemoryInfo memory, device_->GetMemoryInfo());
+  const double used = static_cast<double>(memory.total_bytes - memory.free_bytes);
+  const double budget = utilization * static_cast<double>(memory.total_bytes) - used;
+  constexpr double kGiB = 1 << 30;
+  if (budget < 16 << 20) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "gpu_memory_utilization %.2f of %s's %.1f GiB leaves no room for the KV cache: "
+        "%.1f GiB are in use once the weights are loaded",
+        utilization, device_->name(), memory.total_bytes / kGiB, used / kGiB));
+  }
+  return static_cast<uint64_t>(budget);
 }
 
 absl::StatusOr<Matrix> ModelRunner::DeviceMatrix(const Matrix& m) {
@@ -217,9 +240,13 @@ std::pair<int64_t, int64_t> ModelRunner::Plan(const StepInput& in, StepOutput* o
   const int64_t bs = kv_->block_size();
   int64_t T = 0, R = 0;
   block_table_stride_ = 1;
+  step_max_query_len_ = 0;
+  step_max_context_len_ = 0;
   for (const SequenceInput& seq : batch) {
     const int64_t n = static_cast<int64_t>(seq.token_ids.size());
     T += n;
+    step_max_query_len_ = std::max(step_max_query_len_, n);
+    step_max_context_len_ = std::max(step_max_context_len_, seq.position + n);
     R += seq.logits == LogitsMode::kAll ? n : seq.logits == LogitsMode::kLast ? 1 : 0;
     block_table_stride_ = std::max(block_table_stride_, (seq.position + n + bs - 1) / bs);
   }
@@ -337,6 +364,8 @@ absl::Status ModelRunner::Layer(int64_t li, int64_t T, int64_t S) {
   a.num_kv_heads = c.num_key_value_heads;
   a.head_dim = c.head_dim;
   a.sliding_window = c.sliding_window;
+  a.max_query_len = step_max_query_len_;
+  a.max_context_len = step_max_context_len_;
   RETURN_IF_ERROR(At(ops_->PagedAttention(a), li, "attention"));
   // The residual add is fused into o_proj and down_proj (accumulate).
   RETURN_IF_ERROR(At(Linear(attn_.as<float>(), Q, w.o_proj, w.o_bias, x, H, T, true), li, "o_proj"));

@@ -106,6 +106,11 @@ class ModelRunner {
   struct Options {
     // Bytes for the paged KV cache over all layers (default 256 MiB).
     uint64_t kv_cache_bytes = 256ull << 20;
+    // When in (0, 1] (a GPU's --gpu-memory-utilization), the KV cache gets
+    // what is left of this share of the device's memory once the weights
+    // are loaded, instead of kv_cache_bytes; the rest stays free for
+    // activations and the CUDA libraries' workspaces.
+    double memory_utilization = 0;
     // Tokens per KV block.
     int64_t block_size = 16;
     // Longest sequence (positions) the RoPE tables cover; 0 = the config's
@@ -168,6 +173,8 @@ class ModelRunner {
 
   ModelRunner() = default;
   absl::Status UploadWeights();
+  // The KV budget for Options::memory_utilization (see there).
+  absl::StatusOr<uint64_t> KvBudgetFromUtilization(double utilization) const;
   absl::StatusOr<Matrix> DeviceMatrix(const Matrix& m);
   absl::StatusOr<const float*> DeviceVector(const Vec& v);
   absl::Status Validate(const StepInput& in) const;
@@ -198,6 +205,9 @@ class ModelRunner {
   // Per-step state, grown on demand and reused.
   MetaLayout layout_;
   int64_t block_table_stride_ = 0;
+  // The step's largest query count and context length (attention grids).
+  int64_t step_max_query_len_ = 0;
+  int64_t step_max_context_len_ = 0;
   std::vector<int32_t> meta_host_;
   kernels::DeviceBuffer meta_;  // the step's int32 metadata, laid out as layout_
   kernels::DeviceBuffer x_;     // [T, hidden] residual stream

@@ -269,6 +269,23 @@ TEST_CASE("kv_cache_dtype names", "[runner]") {
         "kv_cache_dtype must be auto, f32 or bf16, got \"fp8\"");
 }
 
+// --gpu-memory-utilization: the KV cache gets the rest of that share of the
+// device's memory; a share the weights already use up is an error that says
+// so (checked on the CPU backend, whose device memory is the host's).
+TEST_CASE("a KV budget from a memory share", "[runner]") {
+  KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
+  auto weights = ModelWeights::Load({.dir = dir});
+  REQUIRE(weights.ok());
+  std::shared_ptr<const ModelWeights> shared = std::move(*weights);
+  auto tiny = Worker::Create({.threads = 1, .runner = {.memory_utilization = 1e-9}}, shared);
+  REQUIRE_FALSE(tiny.ok());
+  CHECK(tiny.status().code() == absl::StatusCode::kResourceExhausted);
+  CHECK(tiny.status().message().find("leaves no room for the KV cache") != std::string::npos);
+  auto bad = Worker::Create({.threads = 1, .runner = {.memory_utilization = 1.5}}, shared);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message() == "gpu_memory_utilization must be in (0, 1], got 1.5");
+}
+
 // Synthetic architectures: a whole-prompt prefill and token-by-token decoding
 // must agree (positions, RoPE scaling, q/k norm, biases, KV cache reads).
 // With exact GEMMs they agree to float rounding. With bf16 dot products (the

@@ -3,7 +3,7 @@
 #include <utility>
 
 #include "common/status_macros.h"
-#include "kernels/cpu/cpu_backend.h"
+#include "kernels/backends.h"
 
 namespace kestrel::model {
 
@@ -13,7 +13,8 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(
     const Options& options, std::shared_ptr<const ModelWeights> weights) {
   std::unique_ptr<Worker> w(new Worker());
   w->rank_ = options.rank;
-  ASSIGN_OR_RETURN(w->backend_, kernels::cpu::CreateCpuBackend({.num_threads = options.threads}));
+  ASSIGN_OR_RETURN(w->backend_,
+                   kernels::CreateBackend({.device = options.device, .threads = options.threads}));
   ASSIGN_OR_RETURN(w->runner_,
                    ModelRunner::Create(options.runner, std::move(weights), w->backend_.get()));
   return w;

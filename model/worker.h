@@ -1,5 +1,5 @@
 // A worker is one rank of the model: the backend it computes on (a CPU
-// thread pool today; a GPU next) and the model runner over that backend.
+// thread pool or a GPU) and the model runner over that backend.
 // The engine's executor owns the workers and hands each step to all of
 // them. With tensor parallelism each rank's worker will hold its shard of
 // the weights (zero-copy row/column views, model/weights.h) and a
@@ -28,6 +28,8 @@ class Worker {
   struct Options {
     // This worker's tensor-parallel rank (0: the only one today).
     int rank = 0;
+    // The backend (kernels/backends.h): "cpu", "cuda" or "cuda:N".
+    std::string device = "cpu";
     // CPU backend: threads running the kernels, including the caller; 0 =
     // one per CPU.
     int threads = 0;

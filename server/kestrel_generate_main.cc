@@ -48,8 +48,10 @@ struct Flags {
   bool ignore_eos = false;
   bool json = false;
   std::string logits_out;
+  std::string device = "cpu";
   int32_t threads = 0;
   int64_t kv_cache_mib = 256;
+  double gpu_memory_utilization = 0.9;
   int32_t max_model_len = 0;
   bool mmap_weights = false;
   std::string kv_cache_dtype = "auto";
@@ -130,6 +132,10 @@ int Run(const Flags& f, const FlagSet& flags) {
   if (f.kv_cache_mib < 1) {
     return flags.UsageError(absl::StrCat("--kv-cache-mib must be >= 1, got ", f.kv_cache_mib));
   }
+  if (!(f.gpu_memory_utilization > 0 && f.gpu_memory_utilization <= 1)) {
+    return flags.UsageError(absl::StrCat("--gpu-memory-utilization must be in (0, 1], got ",
+                                         f.gpu_memory_utilization));
+  }
   auto fail = [&](const absl::Status& s) {
     std::fprintf(stderr, "%s: %s\n", flags.program().c_str(), std::string(s.message()).c_str());
     return kExitRuntimeError;
@@ -137,8 +143,10 @@ int Run(const Flags& f, const FlagSet& flags) {
 
   ModelLoadOptions load;
   load.model = f.model;
+  load.device = f.device;
   load.threads = f.threads;
   load.kv_cache_bytes = static_cast<uint64_t>(f.kv_cache_mib) << 20;
+  load.gpu_memory_utilization = f.gpu_memory_utilization;
   load.max_model_len = f.max_model_len;
   load.mmap_weights = f.mmap_weights;
   load.bf16_dot = f.bf16_dot;
@@ -239,8 +247,13 @@ int main(int argc, char** argv) {
                          "Offline completion from a model directory, on the serving engine.");
   flags.Section("Model");
   flags.Add("model", &f.model, "DIR", "Model directory (config.json, safetensors, tokenizer.json)");
+  flags.Add("device", &f.device, "cpu|cuda|cuda:N",
+            "What the model runs on: the CPU backend, or a GPU (builds with --config=cuda)");
   flags.Add("threads", &f.threads, "N", "CPU compute threads; 0 = one per CPU");
-  flags.Add("kv-cache-mib", &f.kv_cache_mib, "MIB", "Memory for the paged KV cache");
+  flags.Add("kv-cache-mib", &f.kv_cache_mib, "MIB", "Memory for the paged KV cache (CPU)");
+  flags.Add("gpu-memory-utilization", &f.gpu_memory_utilization, "FRACTION",
+            "GPU: the share of the device's memory to use; the KV cache gets what the weights "
+            "leave of it");
   flags.Add("max-model-len", &f.max_model_len, "N",
             "Longest prompt plus output; 0 = the model's context length");
   flags.Add("mmap-weights", &f.mmap_weights,

@@ -48,8 +48,10 @@ struct Flags {
 
   std::string model = "demo";
   std::string model_name;
+  std::string device = "cpu";
   int32_t threads = 0;
   int64_t kv_cache_mib = 256;
+  double gpu_memory_utilization = 0.9;
   int32_t max_model_len = 0;
   bool mmap_weights = false;
   bool bf16_dot = true;
@@ -97,8 +99,13 @@ void DeclareFlags(FlagSet& flags, Flags& f) {
             "A Hugging Face model directory, or demo (built-in random-weight Llama, no files)");
   flags.Add("model-name", &f.model_name, "NAME", "Name reported to clients and in metrics")
       .DefaultText("the model's");
+  flags.Add("device", &f.device, "cpu|cuda|cuda:N",
+            "What the model runs on: the CPU backend, or a GPU (builds with --config=cuda)");
   flags.Add("threads", &f.threads, "N", "CPU compute threads; 0 = one per CPU");
-  flags.Add("kv-cache-mib", &f.kv_cache_mib, "MIB", "Memory for the paged KV cache");
+  flags.Add("kv-cache-mib", &f.kv_cache_mib, "MIB", "Memory for the paged KV cache (CPU)");
+  flags.Add("gpu-memory-utilization", &f.gpu_memory_utilization, "FRACTION",
+            "GPU: the share of the device's memory the server may use; the KV cache gets what "
+            "the weights leave of it");
   flags.Add("max-model-len", &f.max_model_len, "TOKENS",
             "Longest prompt plus output; 0 = the model's context length");
   flags.Add("mmap-weights", &f.mmap_weights,
@@ -156,6 +163,10 @@ std::string CheckFlags(const Flags& f) {
   if (!model::ParseKvCacheDType(f.kv_cache_dtype).ok()) {
     return absl::StrCat("--kv-cache-dtype: expected auto, f32 or bf16, got \"", f.kv_cache_dtype,
                         "\"");
+  }
+  if (!(f.gpu_memory_utilization > 0 && f.gpu_memory_utilization <= 1)) {
+    return absl::StrCat("--gpu-memory-utilization: must be in (0, 1], got ",
+                        f.gpu_memory_utilization);
   }
   return "";
 }
@@ -234,8 +245,10 @@ int Run(const Flags& f) {
   ModelLoadOptions load;
   load.model = f.model;
   load.model_name = f.model_name;
+  load.device = f.device;
   load.threads = f.threads;
   load.kv_cache_bytes = static_cast<uint64_t>(f.kv_cache_mib) << 20;
+  load.gpu_memory_utilization = f.gpu_memory_utilization;
   load.max_model_len = f.max_model_len;
   load.mmap_weights = f.mmap_weights;
   load.bf16_dot = f.bf16_dot;
@@ -293,6 +306,7 @@ int Run(const Flags& f) {
       {"max_model_len", std::to_string((*engine)->max_model_len())},
       {"kv_cache_mib", std::to_string(f.kv_cache_mib)},
       {"kv_cache_dtype", model->kv_cache_dtype},
+      {"device", f.device},
       {"backend", model->backend},
       {"max_num_batched_tokens", std::to_string(engine_options.max_num_batched_tokens)},
       {"max_num_seqs", std::to_string(engine_options.max_num_seqs)},

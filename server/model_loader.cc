@@ -65,8 +65,12 @@ class TempDir {
 absl::StatusOr<LoadedModel> LoadModel(const ModelLoadOptions& options) {
   LoadedModel loaded;
   model::Worker::Options worker_options;
+  worker_options.device = options.device;
   worker_options.threads = options.threads;
   worker_options.runner.kv_cache_bytes = options.kv_cache_bytes;
+  if (options.device != "cpu") {
+    worker_options.runner.memory_utilization = options.gpu_memory_utilization;
+  }
   worker_options.runner.bf16_dot = options.bf16_dot;
   worker_options.runner.kv_cache_dtype = options.kv_cache_dtype;
   const model::SafetensorsCheckpoint::Storage storage =

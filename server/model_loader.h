@@ -24,10 +24,15 @@ struct ModelLoadOptions {
   // Name reported by GetModelInfo and in metrics; empty: "demo" or the
   // directory's base name.
   std::string model_name;
+  // What the model runs on (kernels/backends.h): "cpu", "cuda" or "cuda:N".
+  std::string device = "cpu";
   // CPU backend threads (GEMM, attention, sampling); 0 = one per CPU.
   int threads = 0;
-  // Bytes for the paged KV cache.
+  // Bytes for the paged KV cache on the CPU.
   uint64_t kv_cache_bytes = 256ull << 20;
+  // On a GPU the KV cache takes what is left of this share of the device's
+  // memory once the weights are loaded (vLLM's --gpu-memory-utilization).
+  double gpu_memory_utilization = 0.9;
   // Cap on prompt plus output; 0 = the model's context length.
   int max_model_len = 0;
   // Map the checkpoint file instead of copying it into anonymous memory.
@@ -52,7 +57,7 @@ struct LoadedModel {
   std::vector<int32_t> eos_token_ids;
   // The KV cache's element type once "auto" is resolved ("F32" or "BF16").
   std::string kv_cache_dtype;
-  // What the model runs on: "cpu (avx512, 2 threads)".
+  // What the model runs on: "cpu (avx512, 2 threads)", "cuda:0 (NVIDIA H200, ...)".
   std::string backend;
   // Matrix bytes one decode step reads (the memory-bandwidth bound).
   uint64_t weight_bytes_per_token = 0;

@@ -56,15 +56,21 @@ class CpuDevice final : public Device {
   // Every op has finished when it returns.
   absl::Status Synchronize() override { return absl::OkStatus(); }
 
-  absl::StatusOr<uint64_t> FreeMemoryBytes() const override {
+  // Host memory: MemAvailable and MemTotal of /proc/meminfo.
+  absl::StatusOr<MemoryInfo> GetMemoryInfo() const override {
     std::ifstream meminfo("/proc/meminfo");
     std::string key;
     uint64_t kib = 0;
     std::string unit;
+    MemoryInfo info;
     while (meminfo >> key >> kib >> unit) {
-      if (key == "MemAvailable:") return kib << 10;
+      if (key == "MemAvailable:") info.free_bytes = kib << 10;
+      if (key == "MemTotal:") info.total_bytes = kib << 10;
     }
-    return absl::UnavailableError("cpu: /proc/meminfo has no MemAvailable");
+    if (info.free_bytes == 0 || info.total_bytes == 0) {
+      return absl::UnavailableError("cpu: /proc/meminfo has no MemAvailable or MemTotal");
+    }
+    return info;
   }
 
  protected:

@@ -176,9 +176,10 @@ TEST_CASE("The CPU device: buffers, copies, memset", "[cpu_ops]") {
     CHECK(copy->as<uint8_t>()[bytes - 1] == 0xab);
   }
   REQUIRE(device.Synchronize().ok());
-  auto free_bytes = device.FreeMemoryBytes();
-  REQUIRE(free_bytes.ok());
-  CHECK(*free_bytes > 0);
+  auto memory = device.GetMemoryInfo();
+  REQUIRE(memory.ok());
+  CHECK(memory->free_bytes > 0);
+  CHECK(memory->free_bytes <= memory->total_bytes);
   // An impossible allocation is an error naming what it was for.
   auto huge = device.Allocate(size_t{1} << 62, "the KV pool");
   REQUIRE_FALSE(huge.ok());
