@@ -15,7 +15,7 @@ const objects = JSON.parse(fs.readFileSync(objectsFile, 'utf8'));
 const help = fs.readFileSync(helpFile, 'utf8');
 // Flags that the CUDA backend and tensor-parallel issues add; the gpu and tp
 // overlays use them already (docs/operations.md says so).
-const PENDING_FLAGS = { gpu: ['--device'], tp: ['--device', '--tensor-parallel-size'] };
+const PENDING_FLAGS = { tp: ['--tensor-parallel-size'] };
 
 let failures = 0;
 function check(cond, what) {
