@@ -38,8 +38,10 @@ struct DeviceError {
   int64_t limit = 0;  // the bound it broke
 };
 
+#if defined(__CUDACC__) || defined(KESTREL_CUDA_EMULATION)
 // Records the error unless an earlier one is already recorded. `error` may
-// be null (the caller did not ask for reports).
+// be null (the caller did not ask for reports). Device code only: host-only
+// files of the nvcc build see just the struct.
 __device__ __forceinline__ void ReportDeviceError(DeviceError* error, DeviceErrorCode code,
                                                   int64_t index, int64_t value, int64_t limit) {
   if (error == nullptr) return;
@@ -49,6 +51,7 @@ __device__ __forceinline__ void ReportDeviceError(DeviceError* error, DeviceErro
     error->limit = limit;
   }
 }
+#endif
 
 }  // namespace kestrel::cuda
 
