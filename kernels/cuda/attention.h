@@ -19,10 +19,13 @@
 #include <cstdint>
 
 #include "kernels/cuda/cuda_compat.h"
-#include "kernels/cuda/device_error.h"
 #include "kernels/dtype.h"
 
 namespace kestrel::cuda {
+
+// kernels/cuda/device_error.h. Not included: its device function does not
+// compile in host-only translation units of the nvcc build.
+struct DeviceError;
 
 // kernels::PagedAttentionParams plus what the GPU launch needs from the host.
 // Every pointer is device memory.
