@@ -30,11 +30,11 @@
 #include "kernels/cuda/cuda_compat.h"
 #include "kernels/cuda/device_error.h"
 
-// TEMPORARY until cuda_compat.h (branch emu) defines it.
-#ifndef KESTREL_DYNAMIC_SHARED
-#define KESTREL_DYNAMIC_SHARED(type, name)                         \
-  extern __shared__ __align__(16) unsigned char kestrel_smem_[]; \
-  type* name = reinterpret_cast<type*>(kestrel_smem_)
+// `#pragma unroll` for nvcc; g++ (the emulated build, -Werror) does not know it.
+#if defined(__CUDACC__)
+#define KESTREL_ATTN_UNROLL _Pragma("unroll")
+#else
+#define KESTREL_ATTN_UNROLL
 #endif
 
 namespace kestrel::cuda {
@@ -220,9 +220,9 @@ __global__ void __launch_bounds__(kThreads) DecodeKernel(const Args a) {
   const int sub = lane / kHc;
   float row_max = -INFINITY, row_sum = 0.0f;
   float4 acc[kHc][kDimChunks];
-#pragma unroll
+KESTREL_ATTN_UNROLL
   for (int g = 0; g < kHc; ++g) {
-#pragma unroll
+KESTREL_ATTN_UNROLL
     for (int c = 0; c < kDimChunks; ++c) acc[g][c] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
   }
   const T* k_cache = static_cast<const T*>(a.k_cache);
@@ -233,7 +233,7 @@ __global__ void __launch_bounds__(kThreads) DecodeKernel(const Args a) {
     const int pos = tile + lane;
     const int block = pos >= lo && pos < part_hi ? PhysicalBlock(a, s, pos) : -1;
     float score[kHc];
-#pragma unroll
+KESTREL_ATTN_UNROLL
     for (int g = 0; g < kHc; ++g) score[g] = 0.0f;
     if (block >= 0) {
       const T* kp = k_cache + HeadTile(a, block, kv_head) + pos % a.block_size;
@@ -242,7 +242,7 @@ __global__ void __launch_bounds__(kThreads) DecodeKernel(const Args a) {
       for (; i + 4 <= d; i += 4) {
         const float k0 = Widen(kp[(i + 0) * bs]), k1 = Widen(kp[(i + 1) * bs]);
         const float k2 = Widen(kp[(i + 2) * bs]), k3 = Widen(kp[(i + 3) * bs]);
-#pragma unroll
+KESTREL_ATTN_UNROLL
         for (int g = 0; g < kHc; ++g) {
           const float4 qv = q_s[g][i / 4];
           score[g] += qv.x * k0 + qv.y * k1 + qv.z * k2 + qv.w * k3;
@@ -250,11 +250,11 @@ __global__ void __launch_bounds__(kThreads) DecodeKernel(const Args a) {
       }
       for (; i < d; ++i) {
         const float kv = Widen(kp[i * bs]);
-#pragma unroll
+KESTREL_ATTN_UNROLL
         for (int g = 0; g < kHc; ++g) score[g] += q_flat[g * kD + i] * kv;
       }
     }
-#pragma unroll
+KESTREL_ATTN_UNROLL
     for (int g = 0; g < kHc; ++g) p_s[warp][g][lane] = block >= 0 ? score[g] : -INFINITY;
     blk_s[warp][lane] = block;
     __syncwarp(kFullMask);
@@ -262,23 +262,23 @@ __global__ void __launch_bounds__(kThreads) DecodeKernel(const Args a) {
     // Online softmax step for head row_g over this tile.
     float* prow = p_s[warp][row_g];
     float tile_max = -INFINITY;
-#pragma unroll
+KESTREL_ATTN_UNROLL
     for (int u = 0; u < kHc; ++u) tile_max = fmaxf(tile_max, prow[sub * kHc + u]);
-#pragma unroll
+KESTREL_ATTN_UNROLL
     for (int offset = kHc; offset < kWarpSize; offset *= 2) {
       tile_max = fmaxf(tile_max, __shfl_xor_sync(kFullMask, tile_max, offset));
     }
     const float new_max = fmaxf(row_max, tile_max);
     const float alpha = new_max == -INFINITY ? 1.0f : expf(row_max - new_max);
     float tile_sum = 0.0f;
-#pragma unroll
+KESTREL_ATTN_UNROLL
     for (int u = 0; u < kHc; ++u) {
       const float x = prow[sub * kHc + u];
       const float prob = x == -INFINITY ? 0.0f : expf(x - new_max);
       prow[sub * kHc + u] = prob;
       tile_sum += prob;
     }
-#pragma unroll
+KESTREL_ATTN_UNROLL
     for (int offset = kHc; offset < kWarpSize; offset *= 2) {
       tile_sum += __shfl_xor_sync(kFullMask, tile_sum, offset);
     }
@@ -288,10 +288,10 @@ __global__ void __launch_bounds__(kThreads) DecodeKernel(const Args a) {
     __syncwarp(kFullMask);
 
     // P.V: lane = 4 consecutive dims (+ 128 per chunk).
-#pragma unroll
+KESTREL_ATTN_UNROLL
     for (int g = 0; g < kHc; ++g) {
       const float al = alpha_s[warp][g];
-#pragma unroll
+KESTREL_ATTN_UNROLL
       for (int c = 0; c < kDimChunks; ++c) {
         acc[g][c].x *= al;
         acc[g][c].y *= al;
@@ -304,12 +304,12 @@ __global__ void __launch_bounds__(kThreads) DecodeKernel(const Args a) {
       if (b < 0) continue;  // the same for every lane
       const T* vrow = v_cache + HeadTile(a, b, kv_head) +
                       static_cast<int64_t>((tile + t) % a.block_size) * d;
-#pragma unroll
+KESTREL_ATTN_UNROLL
       for (int c = 0; c < kDimChunks; ++c) {
         const int i0 = 4 * (lane + kWarpSize * c);
         if (i0 >= d) continue;
         const float4 v = Load4(vrow, i0, d, a.vec_rows);
-#pragma unroll
+KESTREL_ATTN_UNROLL
         for (int g = 0; g < kHc; ++g) {
           const float prob = p_s[warp][g][t];
           acc[g][c].x += prob * v.x;
@@ -327,9 +327,9 @@ __global__ void __launch_bounds__(kThreads) DecodeKernel(const Args a) {
     max_s[warp][row_g] = row_max;
     sum_s[warp][row_g] = row_sum;
   }
-#pragma unroll
+KESTREL_ATTN_UNROLL
   for (int g = 0; g < kHc; ++g) {
-#pragma unroll
+KESTREL_ATTN_UNROLL
     for (int c = 0; c < kDimChunks; ++c) {
       const int chunk = lane + kWarpSize * c;
       if (chunk < kD / 4) acc_s[warp][g][chunk] = acc[g][c];
@@ -496,15 +496,15 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const Args a) {
   float row_max = -INFINITY, row_sum = 0.0f;
   // Positions of this warp's rows (for the mask); rows past rows_here see nothing.
   int row_pos[kRowsPerWarp];
-#pragma unroll
+KESTREL_ATTN_UNROLL
   for (int k = 0; k < kRowsPerWarp; ++k) {
     const int r = warp_row0 + k;
     row_pos[k] = r < rows_here ? first_pos + (row0 + r) / g : -1;
   }
   float acc[kRowsPerWarp][kDimsPerLane];
-#pragma unroll
+KESTREL_ATTN_UNROLL
   for (int k = 0; k < kRowsPerWarp; ++k) {
-#pragma unroll
+KESTREL_ATTN_UNROLL
     for (int j = 0; j < kDimsPerLane; ++j) acc[k][j] = 0.0f;
   }
   const T* k_cache = static_cast<const T*>(a.k_cache);
@@ -531,7 +531,7 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const Args a) {
         kv = Load4(kp, 0, 4, true);
       } else {
         float x[4];
-#pragma unroll
+KESTREL_ATTN_UNROLL
         for (int c = 0; c < 4; ++c) {
           const int b = blk_s[t0 + c];
           x[c] = b >= 0 ? Widen(k_cache[HeadTile(a, b, kv_head) + static_cast<int64_t>(i) * bs +
@@ -559,14 +559,14 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const Args a) {
 
     // Q.K: lane = key, for this warp's rows.
     float score[kRowsPerWarp];
-#pragma unroll
+KESTREL_ATTN_UNROLL
     for (int k = 0; k < kRowsPerWarp; ++k) score[k] = 0.0f;
     {
       int i = 0;
       for (; i + 4 <= d; i += 4) {
         const float c0 = k_s[(i + 0) * kKeyTile + lane], c1 = k_s[(i + 1) * kKeyTile + lane];
         const float c2 = k_s[(i + 2) * kKeyTile + lane], c3 = k_s[(i + 3) * kKeyTile + lane];
-#pragma unroll
+KESTREL_ATTN_UNROLL
         for (int k = 0; k < kRowsPerWarp; ++k) {
           const float4 qv = *reinterpret_cast<const float4*>(q_s + (warp_row0 + k) * kD + i);
           score[k] += qv.x * c0 + qv.y * c1 + qv.z * c2 + qv.w * c3;
@@ -574,13 +574,13 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const Args a) {
       }
       for (; i < d; ++i) {
         const float c = k_s[i * kKeyTile + lane];
-#pragma unroll
+KESTREL_ATTN_UNROLL
         for (int k = 0; k < kRowsPerWarp; ++k) score[k] += q_s[(warp_row0 + k) * kD + i] * c;
       }
     }
     const int key_pos = k0 + lane;
     const bool key_ok = blk_s[lane] >= 0;
-#pragma unroll
+KESTREL_ATTN_UNROLL
     for (int k = 0; k < kRowsPerWarp; ++k) {
       const bool visible = key_ok && key_pos <= row_pos[k] &&
                            (a.sliding_window == 0 || key_pos > row_pos[k] - a.sliding_window);
@@ -591,23 +591,23 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const Args a) {
     // Online softmax step for row warp_row0 + stat_row.
     float* prow = p_s + (warp_row0 + stat_row) * kScoreStride + sub * kRowsPerWarp;
     float tile_max = -INFINITY;
-#pragma unroll
+KESTREL_ATTN_UNROLL
     for (int u = 0; u < kRowsPerWarp; ++u) tile_max = fmaxf(tile_max, prow[u]);
-#pragma unroll
+KESTREL_ATTN_UNROLL
     for (int offset = kRowsPerWarp; offset < kWarpSize; offset *= 2) {
       tile_max = fmaxf(tile_max, __shfl_xor_sync(kFullMask, tile_max, offset));
     }
     const float new_max = fmaxf(row_max, tile_max);
     const float alpha = new_max == -INFINITY ? 1.0f : expf(row_max - new_max);
     float tile_sum = 0.0f;
-#pragma unroll
+KESTREL_ATTN_UNROLL
     for (int u = 0; u < kRowsPerWarp; ++u) {
       const float x = prow[u];
       const float prob = x == -INFINITY ? 0.0f : expf(x - new_max);
       prow[u] = prob;
       tile_sum += prob;
     }
-#pragma unroll
+KESTREL_ATTN_UNROLL
     for (int offset = kRowsPerWarp; offset < kWarpSize; offset *= 2) {
       tile_sum += __shfl_xor_sync(kFullMask, tile_sum, offset);
     }
@@ -617,20 +617,21 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const Args a) {
     __syncwarp(kFullMask);
 
     // P.V: lane = dims lane + 32 j.
-#pragma unroll
+KESTREL_ATTN_UNROLL
     for (int k = 0; k < kRowsPerWarp; ++k) {
       const float al = alpha_s[warp_row0 + k];
-#pragma unroll
+KESTREL_ATTN_UNROLL
       for (int j = 0; j < kDimsPerLane; ++j) acc[k][j] *= al;
     }
     for (int t = 0; t < kKeyTile; ++t) {
+      if (blk_s[t] < 0) continue;  // no row sees it (the same for every lane)
       float v[kDimsPerLane];
-#pragma unroll
+KESTREL_ATTN_UNROLL
       for (int j = 0; j < kDimsPerLane; ++j) v[j] = v_s[t * kD + lane + kWarpSize * j];
-#pragma unroll
+KESTREL_ATTN_UNROLL
       for (int k = 0; k < kRowsPerWarp; ++k) {
         const float prob = p_s[(warp_row0 + k) * kScoreStride + t];
-#pragma unroll
+KESTREL_ATTN_UNROLL
         for (int j = 0; j < kDimsPerLane; ++j) acc[k][j] += prob * v[j];
       }
     }
@@ -639,7 +640,7 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const Args a) {
 
   if (sub == 0) sum_s[warp_row0 + stat_row] = row_sum;
   __syncwarp(kFullMask);
-#pragma unroll
+KESTREL_ATTN_UNROLL
   for (int k = 0; k < kRowsPerWarp; ++k) {
     const int r = warp_row0 + k;
     if (r >= rows_here) continue;
@@ -648,7 +649,7 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(const Args a) {
     const int row = row0 + r;
     float* o = a.out + static_cast<int64_t>(seq.token0 + row / g) * a.out_stride +
                static_cast<int64_t>(kv_head * g + row % g) * d;
-#pragma unroll
+KESTREL_ATTN_UNROLL
     for (int j = 0; j < kDimsPerLane; ++j) {
       const int i = lane + kWarpSize * j;
       if (i < d) o[i] = acc[k][j] * inv;
