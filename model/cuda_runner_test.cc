@@ -133,11 +133,14 @@ TEST_CASE("CUDA forward: greedy decoding on the device gives the golden tokens",
 
 // A mixed step (a prefill chunk, decodes, a fresh prompt) with every kind of
 // sampling row: the CUDA backend draws what the CPU backend draws, and its
-// logits agree with the CPU's.
+// logits agree with the CPU's. With a BF16 cache a key that differs in the
+// last float bit before rounding can land one bf16 step (2^-8) away, which
+// moves logits by up to ~1e-3; F32 caches agree to 1e-4.
 TEST_CASE("CUDA forward: a mixed batch samples as the CPU backend does", "[cuda]") {
   KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
   for (KvCacheDType kv : {KvCacheDType::kF32, KvCacheDType::kBF16}) {
     INFO("kv cache " << (kv == KvCacheDType::kF32 ? "f32" : "bf16"));
+    const float tolerance = kv == KvCacheDType::kF32 ? 1e-4f : 3e-3f;
     Fixture cpu = Make(dir, false, kv), gpu = Make(dir, true, kv);
     const std::vector<int32_t> a = {1, 403, 407, 261, 378, 400, 310, 299, 12, 88, 17, 301,
                                     402, 77, 91, 150, 11, 260, 271};
@@ -179,17 +182,17 @@ TEST_CASE("CUDA forward: a mixed batch samples as the CPU backend does", "[cuda]
     StepOutput cpu_out, gpu_out;
     REQUIRE(cpu->Step({.sequences = first}, &cpu_out).ok());
     REQUIRE(gpu->Step({.sequences = first}, &gpu_out).ok());
-    CHECK(MaxAbsDiff(cpu_out.logits, gpu_out.logits) < 1e-4f);
+    CHECK(MaxAbsDiff(cpu_out.logits, gpu_out.logits) < tolerance);
     const StepInput step{.sequences = second, .samples = rows, .adjust = adjust,
                          .return_logits = true};
     REQUIRE(cpu->Step(step, &cpu_out).ok());
     REQUIRE(gpu->Step(step, &gpu_out).ok());
-    CHECK(MaxAbsDiff(cpu_out.logits, gpu_out.logits) < 1e-4f);
+    CHECK(MaxAbsDiff(cpu_out.logits, gpu_out.logits) < tolerance);
     REQUIRE(gpu_out.sampled.size() == rows.size());
     for (size_t i = 0; i < rows.size(); ++i) {
       INFO("row " << i);
       CHECK(gpu_out.sampled[i].token == cpu_out.sampled[i].token);
-      CHECK(gpu_out.sampled[i].logprob == Approx(cpu_out.sampled[i].logprob).margin(1e-4));
+      CHECK(gpu_out.sampled[i].logprob == Approx(cpu_out.sampled[i].logprob).margin(tolerance));
       REQUIRE(gpu_out.sampled[i].top_logprobs.size() == cpu_out.sampled[i].top_logprobs.size());
       for (size_t j = 0; j < gpu_out.sampled[i].top_logprobs.size(); ++j) {
         CHECK(gpu_out.sampled[i].top_logprobs[j].token == cpu_out.sampled[i].top_logprobs[j].token);

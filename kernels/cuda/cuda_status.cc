@@ -20,7 +20,7 @@ absl::Status CudaStatus(cudaError_t error, const std::string& what) {
     case cudaErrorInvalidValue:
       return absl::InvalidArgumentError(message);
     case cudaErrorNoDevice:
-    case cudaErrorInsufficientDriver:
+    case cudaErrorInvalidDevice:
       return absl::UnavailableError(message);
     default:
       return absl::InternalError(message);
