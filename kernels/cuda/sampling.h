@@ -15,10 +15,10 @@
 // They are found by a radix select over (order key, id) bits (or by their
 // probability), compacted in id order and sorted stably (a rank sort in
 // shared memory up to 1024 of them, else an LSD radix sort in the workspace,
-// 4 bits a pass); one thread then replays
-// the CPU's sequential double sums over them, so the same uniform picks the
-// same token (bit-exact in the emulated build; on a GPU, exp(double) may
-// differ from glibc's in the last ulp).
+// 4 bits a pass); one thread then replays the CPU's sequential double sums
+// over them, so the same uniform picks the same token (bit-exact in the
+// emulated build; on a GPU exp(double) may differ from glibc's in the last
+// ulp, which only matters for a uniform within ~1e-16 of a boundary).
 #ifndef KESTREL_KERNELS_CUDA_SAMPLING_H_
 #define KESTREL_KERNELS_CUDA_SAMPLING_H_
 

@@ -426,9 +426,10 @@ TEST_CASE("CUDA Sample reports bad rows and adjust tokens", "[cuda][sampling]") 
   SECTION("a logits_row outside the logits") {
     c.rows = {row_with(1, 0, 1, 2), row_with(2, 0, 1, 2), row_with(-1, 0, 1, 2)};
     const Result got = RunGpu(c);
+    // Blocks run concurrently on a GPU: either bad row may be the first.
     CHECK(got.error.code == static_cast<int32_t>(DeviceErrorCode::kRowIndex));
-    CHECK(got.error.index == 1);
-    CHECK(got.error.value == 2);
+    CHECK(((got.error.index == 1 && got.error.value == 2) ||
+           (got.error.index == 2 && got.error.value == -1)));
     CHECK(got.error.limit == 2);
     CHECK(got.tokens[1] == -1);
     CHECK(got.tokens[2] == -1);
@@ -445,9 +446,12 @@ TEST_CASE("CUDA Sample reports bad rows and adjust tokens", "[cuda][sampling]") 
               row_with(0, 0, 0, 1)};
     const Result got = RunGpu(c);
     CHECK(got.error.code == static_cast<int32_t>(DeviceErrorCode::kRowIndex));
-    CHECK(got.error.index == 0);
-    CHECK(got.error.value == 5);
-    CHECK(got.error.limit == 4);
+    const int64_t want_value[] = {5, 3, 3};  // adjust_end, adjust_begin, num_top
+    const int64_t want_limit[] = {4, 4, 2};
+    REQUIRE(got.error.index >= 0);
+    REQUIRE(got.error.index < 3);
+    CHECK(got.error.value == want_value[got.error.index]);
+    CHECK(got.error.limit == want_limit[got.error.index]);
     CHECK(got.tokens[0] == -1);
     CHECK(got.tokens[1] == -1);
     CHECK(got.tokens[2] == -1);
