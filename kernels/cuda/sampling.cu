@@ -30,6 +30,7 @@ constexpr unsigned kFullMask = 0xffffffffu;
 constexpr int kRadixBits = 4;  // radix sort digit: 16 counters per thread
 constexpr int kRadixBins = 1 << kRadixBits;
 constexpr int kSelectBins = 256;  // radix select digit: 8 bits
+constexpr int kSmallSort = 1024;  // up to this many candidates: RankSort
 // A relative probability below this adds nothing to (or takes nothing from)
 // a double sum that is at least 1/2, so such candidates need not be sorted.
 constexpr double kNegligible = 0x1p-56;
@@ -68,6 +69,7 @@ struct SharedState {
   long long pick;
 };
 static_assert(kRadixBins * kThreads >= kSelectBins);
+static_assert(kRadixBins * kThreads >= 2 * kSmallSort);
 
 __device__ __forceinline__ int Lane() { return static_cast<int>(threadIdx.x) % kWarpSize; }
 __device__ __forceinline__ int Warp() { return static_cast<int>(threadIdx.x) / kWarpSize; }
@@ -222,6 +224,30 @@ __device__ __forceinline__ void RadixSort(unsigned* keys, int* ids, unsigned* ke
     }
     __syncthreads();
   }
+}
+
+// Stable ascending sort of (keys, ids)[0, n) for n <= kSmallSort: each
+// element's position is the number of elements before it (staged in shared
+// memory). Three barriers instead of the radix sort's forty.
+__device__ __forceinline__ void RankSort(unsigned* keys, int* ids, int n, SharedState& sh) {
+  unsigned* staged_keys = reinterpret_cast<unsigned*>(sh.counts);
+  int* staged_ids = sh.counts + kSmallSort;
+  for (int i = Tid(); i < n; i += kThreads) {
+    staged_keys[i] = keys[i];
+    staged_ids[i] = ids[i];
+  }
+  __syncthreads();
+  for (int i = Tid(); i < n; i += kThreads) {
+    const unsigned key = staged_keys[i];
+    int position = 0;
+    for (int j = 0; j < n; ++j) {
+      const unsigned other = staged_keys[j];
+      position += (other < key || (other == key && j < i)) ? 1 : 0;
+    }
+    keys[position] = key;
+    ids[position] = staged_ids[i];
+  }
+  __syncthreads();
 }
 
 enum AdjustPhase { kBanPhase, kRepetitionPhase, kPenaltyPhase, kBiasPhase };
@@ -439,26 +465,41 @@ __device__ __forceinline__ int Draw(const float* x, int vocab, unsigned long lon
   min_p_count = BlockSumInt(min_p_count, sh);
   long long m = count < n0 ? count : n0;
   m = m < 1 ? 1 : m;
-  const unsigned long long boundary = m == 1 ? top : SelectRank(x, vocab, m - 1, sh);
+  // The first m candidates of the CPU's order: those with a relative
+  // probability >= kNegligible when they are what cuts the list, otherwise
+  // those up to the (m-1)-th most likely (a radix select: top_k cuts it).
+  const bool by_probability = count >= 1 && m == count;
+  unsigned long long boundary = top;
+  if (!by_probability && m > 1) boundary = SelectRank(x, vocab, m - 1, sh);
+  auto is_candidate = [&](float v, int i) {
+    if (by_probability) {
+      return !isnan(v) && exp(static_cast<double>((v - max_logit) * inv_t)) >= kNegligible;
+    }
+    return Rank(v, i) >= boundary;
+  };
 
-  // The first m candidates, in id order (the sort is stable).
+  // Compacted in id order, so a stable sort by key yields the CPU's order.
   const int chunk = (vocab + kThreads - 1) / kThreads;
   const int begin = Tid() * chunk < vocab ? Tid() * chunk : vocab;
   const int end = begin + chunk < vocab ? begin + chunk : vocab;
   int mine = 0;
-  for (int i = begin; i < end; ++i) mine += Rank(x[i], i) >= boundary ? 1 : 0;
+  for (int i = begin; i < end; ++i) mine += is_candidate(x[i], i) ? 1 : 0;
   int total = 0;
   int pos = BlockExclusiveScan(mine, &total, sh);
   for (int i = begin; i < end; ++i) {
     const float v = x[i];
-    if (Rank(v, i) >= boundary) {
+    if (is_candidate(v, i)) {
       keys[pos] = ~OrderKey(v);  // ascending sort = most likely first
       ids[pos] = i;
       ++pos;
     }
   }
   __syncthreads();
-  RadixSort(keys, ids, keys_tmp, ids_tmp, total, sh);
+  if (total <= kSmallSort) {
+    RankSort(keys, ids, total, sh);
+  } else {
+    RadixSort(keys, ids, keys_tmp, ids_tmp, total, sh);
+  }
   for (int i = Tid(); i < total; i += kThreads) {
     probs[i] = exp(static_cast<double>((x[ids[i]] - max_logit) * inv_t));
   }

@@ -12,11 +12,13 @@
 // the CPU's order (likelihood, then id), where c counts the tokens whose
 // probability relative to the most likely one is >= 2^-56. Smaller ones are
 // exact no-ops in the CPU's double sums, because every running sum is >= 1/2.
-// They are found by a radix select over (order key, id) bits, compacted in
-// id order, and radix sorted (stable, 4 bits a pass); one thread then replays
-// the CPU's sequential double sums over them, so the same uniform picks the
-// same token (bit-exact in the emulated build; on a GPU, exp(double) may
-// differ from glibc's in the last ulp).
+// They are found by a radix select over (order key, id) bits (or by their
+// probability), compacted in id order and sorted stably (a rank sort in
+// shared memory up to 1024 of them, else an LSD radix sort in the workspace,
+// 4 bits a pass); one thread then replays the CPU's sequential double sums
+// over them, so the same uniform picks the same token (bit-exact in the
+// emulated build; on a GPU exp(double) may differ from glibc's in the last
+// ulp, which only matters for a uniform within ~1e-16 of a boundary).
 #ifndef KESTREL_KERNELS_CUDA_SAMPLING_H_
 #define KESTREL_KERNELS_CUDA_SAMPLING_H_
 
@@ -24,10 +26,13 @@
 #include <cstdint>
 
 #include "kernels/cuda/cuda_compat.h"
-#include "kernels/cuda/device_error.h"
 #include "kernels/ops.h"
 
 namespace kestrel::cuda {
+
+// kernels/cuda/device_error.h; not included here because its device helper
+// does not compile for host-only users of this header.
+struct DeviceError;
 
 // Bytes of workspace Sample needs to keep `rows_in_flight` rows of `vocab`
 // logits in flight at once (20 bytes per vocabulary entry and row: the
