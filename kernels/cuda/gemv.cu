@@ -193,7 +193,8 @@ cudaError_t Launch(const GemvArgs& a, cudaStream_t stream) {
 template <int M, DType kType>
 cudaError_t LaunchForType(const GemvArgs& a, cudaStream_t stream) {
   // 16-byte loads need every row start 16-byte aligned.
-  const int64_t row_bytes = a.ldw * static_cast<int64_t>(sizeof(typename WeightFormat<kType>::Element));
+  using Element = typename WeightFormat<kType>::Element;
+  const int64_t row_bytes = a.ldw * static_cast<int64_t>(sizeof(Element));
   const bool vector = reinterpret_cast<uintptr_t>(a.w) % 16 == 0 && row_bytes % 16 == 0;
   return vector ? Launch<M, kType, true>(a, stream) : Launch<M, kType, false>(a, stream);
 }
