@@ -109,7 +109,8 @@ GemmStatus CublasGemm::Gemm(const float* x, int64_t ldx, const void* w, DType w_
                             int64_t n, int64_t k, bool accumulate, void* workspace,
                             size_t workspace_bytes) {
   constexpr const char* kArguments = "Gemm arguments";
-  if (m < 0 || n < 0 || k < 0 || ldx < k || ldw < k || ldy < n || !kernels::IsWeightDType(w_dtype)) {
+  if (m < 0 || n < 0 || k < 0 || ldx < k || ldw < k || ldy < n ||
+      !kernels::IsWeightDType(w_dtype)) {
     return CudaError(cudaErrorInvalidValue, kArguments);
   }
   if (m == 0 || n == 0) return GemmStatus();

@@ -60,7 +60,6 @@ struct WeightFormat<DType::kBF16> {
   static constexpr int kPerVector = 8;
   __device__ __forceinline__ static void Widen(const uint4& v, float* out) {
     const unsigned words[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
     for (int i = 0; i < 4; ++i) {
       out[2 * i] = __uint_as_float(words[i] << 16);
       out[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
@@ -77,7 +76,6 @@ struct WeightFormat<DType::kF16> {
   static constexpr int kPerVector = 8;
   __device__ __forceinline__ static void Widen(const uint4& v, float* out) {
     const unsigned words[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
     for (int i = 0; i < 4; ++i) {
       out[2 * i] = HalfBitsToFloat(words[i] & 0xffffu);
       out[2 * i + 1] = HalfBitsToFloat(words[i] >> 16);
@@ -117,7 +115,6 @@ __global__ void __launch_bounds__(kThreads, 2)
   const typename Format::Element* w_row = w + (active ? column : 0) * ldw;
 
   float acc[M];
-#pragma unroll
   for (int r = 0; r < M; ++r) acc[r] = 0.0f;
 
   for (int64_t c0 = 0; c0 < k; c0 += kChunk) {
@@ -144,9 +141,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       for (int v = lane; v < vectors; v += kWarpSize) {
         float wf[kPerVector];
         Format::Widen(__ldg(w_vectors + v), wf);
-#pragma unroll
         for (int r = 0; r < M; ++r) {
-#pragma unroll
           for (int q = 0; q < kPerVector / 4; ++q) {
             const float4 xv = xs[r * kChunkVectors + v * (kPerVector / 4) + q];
             acc[r] += xv.x * wf[4 * q] + xv.y * wf[4 * q + 1] + xv.z * wf[4 * q + 2] +
@@ -158,14 +153,12 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
     for (int c = scalar_from + lane; c < len; c += kWarpSize) {
       const float wv = Format::Load(w_row + c0 + c);
-#pragma unroll
       for (int r = 0; r < M; ++r) acc[r] += Component(xs[r * kChunkVectors + c / 4], c % 4) * wv;
     }
   }
 
   if (!active) return;  // after the last barrier: whole warps leave together
   const float b = bias != nullptr ? bias[column] : 0.0f;
-#pragma unroll
   for (int r = 0; r < M; ++r) {
     const float sum = WarpSum(acc[r]) + b;
     if (lane == r) {
@@ -200,7 +193,8 @@ cudaError_t Launch(const GemvArgs& a, cudaStream_t stream) {
 template <int M, DType kType>
 cudaError_t LaunchForType(const GemvArgs& a, cudaStream_t stream) {
   // 16-byte loads need every row start 16-byte aligned.
-  const int64_t row_bytes = a.ldw * static_cast<int64_t>(sizeof(typename WeightFormat<kType>::Element));
+  using Element = typename WeightFormat<kType>::Element;
+  const int64_t row_bytes = a.ldw * static_cast<int64_t>(sizeof(Element));
   const bool vector = reinterpret_cast<uintptr_t>(a.w) % 16 == 0 && row_bytes % 16 == 0;
   return vector ? Launch<M, kType, true>(a, stream) : Launch<M, kType, false>(a, stream);
 }
