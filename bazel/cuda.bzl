@@ -165,6 +165,20 @@ EMULATION_RUN_ORDERS = ["forward", "reverse", "random"]
 def _emulated(label):
     return label + "_emulated"
 
+# The emulated build's copy of a .cu file: a #line directive so __FILE__
+# (in the emulation's barrier and warp messages) names the .cu, and after
+# each single-variable `__shared__ T name[...];` declaration a
+# KESTREL_REGISTER_STATIC_SHARED(name); on the same line, which registers
+# the variable at its first execution so the emulation fills it with NaN
+# bytes before every block (kernels/cuda/emulation/cuda_emulation.cc).
+# Declarations with several declarators, `extern`, or in headers are left
+# alone (and so not poisoned).
+_REGISTER_SHARED_SED = (
+    "/extern/!s/^([^/\"]*)__shared__([^;,=\"/]*[^A-Za-z0-9_;,=\"/])" +
+    "([A-Za-z_][A-Za-z0-9_]*)((\\[[^];]*\\])*)[[:space:]]*;/& KESTREL_REGISTER_STATIC_SHARED(\\3);/"
+)
+_EMULATED_COPY_CMD = "(echo '#line 1 \"$<\"'; sed -E '" + _REGISTER_SHARED_SED + "' $<) > $@"
+
 def cuda_kernel_library(
         name,
         srcs = [],
@@ -175,7 +189,8 @@ def cuda_kernel_library(
         cuda_deps = [],
         emulated_deps = [],
         copts = [],
-        visibility = None):
+        visibility = None,
+        testonly = False):
     """One list of CUDA sources built twice: for the GPU and for the emulation.
 
     `name` is compiled by nvcc (sm_80/sm_90, only with --config=cuda) and
@@ -196,6 +211,7 @@ def cuda_kernel_library(
       emulated_deps: deps of the emulated variant only (e.g. the cuBLAS shim).
       copts: extra nvcc flags for the GPU variant.
       visibility: of both variants.
+      testonly: of every generated target (kernels only tests use).
     """
     cu_srcs = [s for s in srcs if s.endswith(".cu")]
     private_hdrs = [s for s in srcs if not s.endswith(".cu")]
@@ -207,6 +223,7 @@ def cuda_kernel_library(
             hdrs = hdrs,
             deps = deps + kernel_deps + ["//kernels/cuda:cuda_compat"],
             copts = copts,
+            testonly = testonly,
         )
         gpu_objects = [":" + name + "_kernels"]
     native.cc_library(
@@ -219,9 +236,11 @@ def cuda_kernel_library(
         ],
         target_compatible_with = _CUDA_ONLY,
         visibility = visibility,
+        testonly = testonly,
     )
 
-    # Bazel's C++ rules compile only .cc names: copy each .cu.
+    # Bazel's C++ rules compile only .cc names: copy each .cu (see
+    # _EMULATED_COPY_CMD).
     emulated_srcs = []
     for src in cu_srcs:
         copy = name + "_emulated_" + src.replace("/", "_").replace(".cu", ".cc")
@@ -229,7 +248,8 @@ def cuda_kernel_library(
             name = copy + "_copy",
             srcs = [src],
             outs = [copy],
-            cmd = "cp $< $@",
+            cmd = _EMULATED_COPY_CMD,
+            testonly = testonly,
         )
         emulated_srcs.append(copy)
     native.cc_library(
@@ -240,6 +260,7 @@ def cuda_kernel_library(
             "//kernels/cuda:emulation",
         ],
         visibility = visibility,
+        testonly = testonly,
     )
 
 def cuda_kernel_test(name, srcs, kernel_deps = [], deps = [], size = "small", tags = [], **kwargs):

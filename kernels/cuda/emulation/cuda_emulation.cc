@@ -321,14 +321,19 @@ bool ResolveWarps(BlockRun& run) {
                  std::to_string(lanes) + " lanes");
         break;
       }
+      // A lane released earlier in this resolution is on its way: wait.
+      bool complete = true;
       for (unsigned m = mask; m != 0 && !run.failed; m &= m - 1) {
         const int other = std::countr_zero(m);
         const EmulatedThread& u = *run.pool[static_cast<size_t>(base + other)];
-        if (u.state != State::kAtWarpOp || u.mask != mask || u.op != t.op) {
+        if (u.state == State::kRunnable) {
+          complete = false;
+        } else if (u.state != State::kAtWarpOp || u.mask != mask || u.op != t.op) {
           run.Fail(what + ": lane " + std::to_string(other) + " " + WhereIs(u));
         }
       }
       if (run.failed) break;
+      if (!complete) continue;
       unsigned ballot = 0, parity = 0;
       for (unsigned m = mask; m != 0; m &= m - 1) {
         const int other = std::countr_zero(m);
@@ -496,7 +501,10 @@ unsigned char* DynamicSharedMemory() {
 
 bool RegisterStaticShared(void* address, size_t bytes) {
   TsanIgnore ignore;
-  // Runs inside a kernel, so under the launch lock.
+  // Inside a kernel the launch lock is held already; a namespace-scope
+  // __shared__ variable registers during static initialisation.
+  std::unique_lock<std::mutex> lock(LaunchMutex(), std::defer_lock);
+  if (t_current == nullptr) lock.lock();
   Shared().static_shared.emplace_back(static_cast<unsigned char*>(address), bytes);
   std::memset(address, 0xff, bytes);
   return true;

@@ -263,6 +263,12 @@ cudaError_t Launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t dyna
 #define __align__(n) __attribute__((aligned(n)))
 #define __launch_bounds__(...)
 #define __shared__ static
+// Appended by the emulated build's copy of a .cu after each single-variable
+// __shared__ declaration (bazel/cuda.bzl): registers it once, at its first
+// execution, for poisoning before every block.
+#define KESTREL_REGISTER_STATIC_SHARED(name)                            \
+  [[maybe_unused]] static const bool kestrel_shared_registered_##name = \
+      ::kestrel::cuda::emulation::RegisterStaticShared(&(name), sizeof(name))
 #define __constant__ static
 
 #define threadIdx (::kestrel::cuda::emulation::Current().thread_idx)
