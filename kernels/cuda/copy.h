@@ -10,9 +10,12 @@
 #include <cstdint>
 
 #include "kernels/cuda/cuda_compat.h"
-#include "kernels/cuda/device_error.h"
 
 namespace kestrel::cuda {
+
+// kernels/cuda/device_error.h; declared here because that header defines
+// device code, which a host-only compiler (the CUDA backend) cannot parse.
+struct DeviceError;
 
 // dst[r, :] = src[rows[r], :] for r in [0, num_rows).
 // src: [src_rows, dim], row stride src_stride.

@@ -11,10 +11,13 @@
 #include <cstdint>
 
 #include "kernels/cuda/cuda_compat.h"
-#include "kernels/cuda/device_error.h"
 #include "kernels/dtype.h"
 
 namespace kestrel::cuda {
+
+// kernels/cuda/device_error.h; declared here because that header defines
+// device code, which a host-only compiler (the CUDA backend) cannot parse.
+struct DeviceError;
 
 // out[t, :] = float(table[ids[t], :]) for t in [0, num_tokens).
 // table: [vocab_size, dim] in table_dtype (kF32, kF16 or kBF16), contiguous.

@@ -12,10 +12,13 @@
 #include <cstdint>
 
 #include "kernels/cuda/cuda_compat.h"
-#include "kernels/cuda/device_error.h"
 #include "kernels/dtype.h"
 
 namespace kestrel::cuda {
+
+// kernels/cuda/device_error.h; declared here because that header defines
+// device code, which a host-only compiler (the CUDA backend) cannot parse.
+struct DeviceError;
 
 // For each token t with slot_mapping[t] >= 0 (block b, offset o) and head g:
 //   k_cache[b, g, :, o] = k[t, g, :], v_cache[b, g, o, :] = v[t, g, :].

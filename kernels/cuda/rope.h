@@ -12,9 +12,12 @@
 #include <cstdint>
 
 #include "kernels/cuda/cuda_compat.h"
-#include "kernels/cuda/device_error.h"
 
 namespace kestrel::cuda {
+
+// kernels/cuda/device_error.h; declared here because that header defines
+// device code, which a host-only compiler (the CUDA backend) cannot parse.
+struct DeviceError;
 
 // In place on q and k.
 // q: [num_tokens, num_q_heads, head_dim], token stride q_stride.
