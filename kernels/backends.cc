@@ -20,19 +20,34 @@ bool BuildHasCuda() {
 #endif
 }
 
+namespace {
+
+// The CUDA ordinal of "cuda" / "cuda:N"; -1 for "cpu"; an error otherwise.
+absl::StatusOr<int> CudaOrdinal(const std::string& device) {
+  if (device == "cpu") return -1;
+  if (device == "cuda") return 0;
+  int ordinal = 0;
+  if (!absl::StartsWith(device, "cuda:") || !absl::SimpleAtoi(device.substr(5), &ordinal) ||
+      ordinal < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("device must be cpu, cuda or cuda:N, got \"", device, "\""));
+  }
+  return ordinal;
+}
+
+}  // namespace
+
+absl::Status ValidateDeviceName(const std::string& device) {
+  return CudaOrdinal(device).status();
+}
+
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const BackendOptions& options) {
   const std::string& device = options.device;
-  if (device == "cpu") return cpu::CreateCpuBackend({.num_threads = options.threads});
-  int ordinal = 0;
-  if (device != "cuda") {
-    if (!absl::StartsWith(device, "cuda:") ||
-        !absl::SimpleAtoi(device.substr(5), &ordinal) || ordinal < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("device must be cpu, cuda or cuda:N, got \"", device, "\""));
-    }
-  }
+  absl::StatusOr<int> ordinal = CudaOrdinal(device);
+  if (!ordinal.ok()) return ordinal.status();
+  if (*ordinal < 0) return cpu::CreateCpuBackend({.num_threads = options.threads});
 #ifdef KESTREL_HAVE_CUDA
-  return cuda::CreateCudaBackend({.device = ordinal});
+  return cuda::CreateCudaBackend({.device = *ordinal});
 #else
   return absl::UnavailableError(absl::StrCat(
       "device ", device, ": this binary was built without CUDA (build with --config=cuda)"));

@@ -24,6 +24,10 @@ struct BackendOptions {
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const BackendOptions& options);
 
+// Checks a device name without creating anything (for flag checks):
+// "cpu", "cuda" or "cuda:N" with N >= 0.
+absl::Status ValidateDeviceName(const std::string& device);
+
 // Whether this binary was built with the CUDA backend.
 bool BuildHasCuda();
 

@@ -23,6 +23,7 @@
 #include "server/auth.h"
 #include "server/kestrel_service.h"
 #include "server/metrics_exposer.h"
+#include "kernels/backends.h"
 #include "server/model_loader.h"
 #include "server/server.h"
 #include "server/shutdown_signals.h"
@@ -163,6 +164,9 @@ std::string CheckFlags(const Flags& f) {
   if (!model::ParseKvCacheDType(f.kv_cache_dtype).ok()) {
     return absl::StrCat("--kv-cache-dtype: expected auto, f32 or bf16, got \"", f.kv_cache_dtype,
                         "\"");
+  }
+  if (!kernels::ValidateDeviceName(f.device).ok()) {
+    return absl::StrCat("--device: expected cpu, cuda or cuda:N, got \"", f.device, "\"");
   }
   if (!(f.gpu_memory_utilization > 0 && f.gpu_memory_utilization <= 1)) {
     return absl::StrCat("--gpu-memory-utilization: must be in (0, 1], got ",

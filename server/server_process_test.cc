@@ -131,6 +131,17 @@ TEST_CASE("kestrel-server refuses an address already in use with a clear error")
   CHECK(log.find("127.0.0.1:" + std::to_string(first.port)) != std::string::npos);
 }
 
+// A CPU-only build, or a machine without a GPU: a clear error at startup,
+// never a silent fall back to the CPU.
+TEST_CASE("kestrel-server --device=cuda without a usable GPU is a clear startup error") {
+  auto [status, log] = RunToExit({"--device=cuda", "--metrics-address="});
+  CHECK(status == 1);
+  const bool explained = log.find("built without CUDA") != std::string::npos ||
+                         log.find("no usable CUDA device") != std::string::npos;
+  INFO(log);
+  CHECK(explained);
+}
+
 TEST_CASE("kestrel-server rejects missing models by name") {
   auto [status, log] = RunToExit({"--model=/nonexistent/model", "--metrics-address="});
   CHECK(status == 1);
@@ -162,6 +173,9 @@ TEST_CASE("kestrel-server usage errors are exit 2 and one line naming the flag")
       {{"--max-stream-buffer-events=0"},
        "kestrel-server: --max-stream-buffer-events: must be >= 1, got 0\n"},
       {{"--listen"}, "kestrel-server: --listen: missing value (--listen=HOST:PORT)\n"},
+      {{"--device=gpu"}, "kestrel-server: --device: expected cpu, cuda or cuda:N, got \"gpu\"\n"},
+      {{"--gpu-memory-utilization=1.5"},
+       "kestrel-server: --gpu-memory-utilization: must be in (0, 1], got 1.5\n"},
       {{"serve"}, "kestrel-server: unexpected argument 'serve' (see --help)\n"},
   };
   for (const auto& [args, message] : cases) {
@@ -187,7 +201,7 @@ TEST_CASE("kestrel-server --help is exit 0 in the common format") {
                            "\n  --drain-timeout=DURATION "}) {
     CHECK(run->out.find(line) != std::string::npos);
   }
-  CHECK(run->out.find("Memory for the paged KV cache (default: 256)\n") != std::string::npos);
+  CHECK(run->out.find("Memory for the paged KV cache (CPU) (default: 256)\n") != std::string::npos);
 }
 
 TEST_CASE("kestrel-server with a BF16 KV cache holds twice the blocks and still generates") {
