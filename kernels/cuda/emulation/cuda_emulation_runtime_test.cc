@@ -12,6 +12,7 @@
 #include <catch2/catch.hpp>
 
 #include "kernels/cuda/cuda_compat.h"
+#include "kernels/cuda/emulation/run_hidden_test.h"
 #include "kernels/dtype.h"
 
 namespace kestrel::cuda {
@@ -71,6 +72,24 @@ TEST_CASE("copies and memsets check the pointers against the copy's kind", "[cud
   CHECK(cudaGetLastError() == cudaErrorInvalidMemcpyDirection);
   CHECK(cudaFree(d) == cudaSuccess);
   CHECK(cudaFree(e) == cudaSuccess);
+}
+
+TEST_CASE("device memory never freed, for the LeakSanitizer probe", "[.leak_probe]") {
+  void* p = nullptr;
+  REQUIRE(cudaMalloc(&p, 12345) == cudaSuccess);
+  p = nullptr;
+}
+
+TEST_CASE("cudaMalloc without cudaFree is a leak under AddressSanitizer", "[cuda_emulation]") {
+#if !defined(__SANITIZE_ADDRESS__)
+  SUCCEED("only under AddressSanitizer");
+#else
+  const testing::ChildResult child = testing::RunHiddenTest("[.leak_probe]");
+  INFO(child.output);
+  CHECK(child.status != 0);
+  CHECK(child.output.find("detected memory leaks") != std::string::npos);
+  CHECK(child.output.find("12544 byte(s)") != std::string::npos);  // rounded to 256
+#endif
 }
 
 TEST_CASE("pinned host memory has its own registry", "[cuda_emulation]") {

@@ -4,8 +4,6 @@
 // into a failed launch naming file:line instead of a hang or a wrong answer.
 #include "kernels/cuda/emulation/cuda_emulation.h"
 
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -17,6 +15,7 @@
 #include "kernels/cuda/cuda_compat.h"
 #include "kernels/cuda/emulation/emulation_test_kernels.h"
 #include "kernels/cuda/emulation/fiber.h"
+#include "kernels/cuda/emulation/run_hidden_test.h"
 
 namespace kestrel::cuda {
 namespace {
@@ -151,19 +150,34 @@ TEST_CASE("ThreadSanitizer reports a missing __syncthreads between emulated thre
 #if !defined(__SANITIZE_THREAD__)
   SUCCEED("only under ThreadSanitizer");
 #else
-  char self[4096] = {};
-  REQUIRE(readlink("/proc/self/exe", self, sizeof self - 1) > 0);
-  const std::string command = std::string("'") + self + "' '[.race_probe]' 2>&1";
-  FILE* child = popen(command.c_str(), "r");
-  REQUIRE(child != nullptr);
-  std::string output;
-  char buffer[4096];
-  for (size_t n; (n = fread(buffer, 1, sizeof buffer, child)) > 0;) output.append(buffer, n);
-  const int status = pclose(child);
-  INFO(output);
-  CHECK(status != 0);
-  CHECK(Contains(output, "ThreadSanitizer: data race"));
-  CHECK(Contains(output, "emulation_test_kernels.cu"));
+  const testing::ChildResult child = testing::RunHiddenTest("[.race_probe]");
+  INFO(child.output);
+  CHECK(child.status != 0);
+  CHECK(Contains(child.output, "ThreadSanitizer: data race"));
+  CHECK(Contains(child.output, "emulation_test_kernels.cu"));
+#endif
+}
+
+__global__ void WritePastDynamicShared(int words) {
+  KESTREL_DYNAMIC_SHARED(int, smem);
+  const int index = threadIdx.x == 15 ? words : static_cast<int>(threadIdx.x);  // one past the end
+  smem[index] = 1;
+}
+
+TEST_CASE("dynamic shared memory overflow for the AddressSanitizer probe", "[.overflow_probe]") {
+  CHECK(launch_kernel(WritePastDynamicShared, dim3(1), dim3(16), 16 * 64 * sizeof(int), nullptr,
+                      16 * 64) == cudaSuccess);
+}
+
+TEST_CASE("AddressSanitizer reports a write past the dynamic shared memory", "[cuda_emulation]") {
+#if !defined(__SANITIZE_ADDRESS__)
+  SUCCEED("only under AddressSanitizer");
+#else
+  const testing::ChildResult child = testing::RunHiddenTest("[.overflow_probe]");
+  INFO(child.output);
+  CHECK(child.status != 0);
+  CHECK(Contains(child.output, "heap-buffer-overflow"));
+  CHECK(Contains(child.output, "WritePastDynamicShared"));
 #endif
 }
 
