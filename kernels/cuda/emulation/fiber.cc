@@ -17,7 +17,7 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
-#if defined(__x86_64__)
+#if defined(KESTREL_FIBER_ASM)
 // kestrel_fiber_switch(void** save_sp, void* load_sp): pushes the SysV
 // callee-saved registers, stores the stack pointer in *save_sp, loads
 // load_sp and pops the other context's registers; `ret` resumes it.
@@ -80,7 +80,7 @@ constexpr size_t kCanaryWords = 8;
   std::abort();
 }
 
-#if !defined(__x86_64__)
+#if !defined(KESTREL_FIBER_ASM)
 thread_local Fiber* t_starting = nullptr;
 #endif
 
@@ -101,7 +101,7 @@ Fiber::Fiber(void (*entry)(void*), void* arg, size_t stack_bytes) : entry_(entry
   stack_low_ = mapping_ + page;
   auto* canary = reinterpret_cast<uint64_t*>(stack_low_);
   for (size_t i = 0; i < kCanaryWords; ++i) canary[i] = kCanary;
-#if defined(__x86_64__)
+#if defined(KESTREL_FIBER_ASM)
   // The initial frame kestrel_fiber_switch pops: r15 r14 r13 r12 rbx rbp,
   // then the return address. The trampoline starts with rsp 16-aligned.
   auto* top = reinterpret_cast<void**>(stack_low_ + stack_bytes_);
@@ -155,7 +155,7 @@ KESTREL_FIBER_NO_TSAN void Fiber::SwitchFromHost() {
   tsan_host_ = __tsan_get_current_fiber();
   __tsan_switch_to_fiber(tsan_fiber_, __tsan_switch_to_fiber_no_sync);
 #endif
-#if defined(__x86_64__)
+#if defined(KESTREL_FIBER_ASM)
   kestrel_fiber_switch(&host_sp_, sp_);
 #else
   t_starting = this;
@@ -176,7 +176,7 @@ KESTREL_FIBER_NO_TSAN void Fiber::SwitchToHost(bool last) {
 #if defined(KESTREL_FIBER_TSAN)
   __tsan_switch_to_fiber(tsan_host_, __tsan_switch_to_fiber_no_sync);
 #endif
-#if defined(__x86_64__)
+#if defined(KESTREL_FIBER_ASM)
   kestrel_fiber_switch(&sp_, host_sp_);
 #else
   swapcontext(&context_, &host_context_);
