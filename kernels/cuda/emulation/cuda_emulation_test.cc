@@ -13,6 +13,7 @@
 #include <catch2/catch.hpp>
 
 #include "kernels/cuda/cuda_compat.h"
+#include "kernels/cuda/device_error.h"
 #include "kernels/cuda/emulation/emulation_test_kernels.h"
 #include "kernels/cuda/emulation/fiber.h"
 #include "kernels/cuda/emulation/run_hidden_test.h"
@@ -59,6 +60,14 @@ TEST_CASE("every thread of every block runs once with its own indices", "[cuda_e
     for (int b = 0; b < 12; ++b) {
       for (int t = 0; t < 24; ++t) CHECK(out[static_cast<size_t>(b * 24 + t)] == b * 1000 + t);
     }
+  }
+}
+
+TEST_CASE("a block may have 1024 threads", "[cuda_emulation]") {
+  std::vector<int> out(2 * 1024, -1);
+  REQUIRE(launch_kernel(WriteIds, dim3(2), dim3(32, 32), 0, nullptr, out.data()) == cudaSuccess);
+  for (int b = 0; b < 2; ++b) {
+    for (int t = 0; t < 1024; ++t) CHECK(out[static_cast<size_t>(b * 1024 + t)] == b * 1000 + t);
   }
 }
 
@@ -452,6 +461,39 @@ TEST_CASE("atomics are read-modify-write across threads and blocks", "[cuda_emul
   CHECK(floats[0] == 144.0f);
   CHECK(ulls[0] == 864);
   CHECK(ulls[1] == 42);
+}
+
+__global__ void ReportBadIds(const int* ids, int n, int limit, DeviceError* error) {
+  const int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (i < n && (ids[i] < 0 || ids[i] >= limit)) {
+    ReportDeviceError(error, DeviceErrorCode::kTokenId, i, ids[i], limit);
+  }
+}
+
+TEST_CASE("device_error.h keeps exactly one report from many threads", "[cuda_emulation]") {
+  std::vector<int> ids(200, 3);
+  ids[17] = -1;
+  ids[150] = 99;
+  DeviceError* error = nullptr;
+  int* d_ids = nullptr;
+  REQUIRE(cudaMalloc(&error, sizeof(DeviceError)) == cudaSuccess);
+  REQUIRE(cudaMalloc(&d_ids, ids.size() * sizeof(int)) == cudaSuccess);
+  REQUIRE(cudaMemset(error, 0, sizeof(DeviceError)) == cudaSuccess);
+  REQUIRE(cudaMemcpy(d_ids, ids.data(), ids.size() * sizeof(int), cudaMemcpyHostToDevice) ==
+          cudaSuccess);
+  for (RunOrder order : kOrders) {
+    OrderScope scope(order);
+    REQUIRE(cudaMemset(error, 0, sizeof(DeviceError)) == cudaSuccess);
+    REQUIRE(launch_kernel(ReportBadIds, dim3(4), dim3(64), 0, nullptr, d_ids, 200, 10, error) ==
+            cudaSuccess);
+    DeviceError got;
+    REQUIRE(cudaMemcpy(&got, error, sizeof got, cudaMemcpyDeviceToHost) == cudaSuccess);
+    CHECK(got.code == static_cast<int32_t>(DeviceErrorCode::kTokenId));
+    CHECK(((got.index == 17 && got.value == -1) || (got.index == 150 && got.value == 99)));
+    CHECK(got.limit == 10);
+  }
+  CHECK(cudaFree(error) == cudaSuccess);
+  CHECK(cudaFree(d_ids) == cudaSuccess);
 }
 
 // ---------------------------------------------------------------------------
