@@ -256,6 +256,9 @@ def cuda_kernel_library(
         name = _emulated(name),
         srcs = emulated_srcs + host_srcs + private_hdrs,
         hdrs = hdrs,
+        # Optimised even in fastbuild: emulated kernels run every CUDA
+        # thread's loop on the CPU.
+        copts = ["-O2"],
         deps = deps + [_emulated(d) for d in kernel_deps] + emulated_deps + [
             "//kernels/cuda:emulation",
         ],

@@ -53,6 +53,15 @@ extern "C" void AnnotateIgnoreWritesBegin(const char* file, int line);
 extern "C" void AnnotateIgnoreWritesEnd(const char* file, int line);
 #endif
 
+// The emulator's code that runs on fibers: its own memory accesses are
+// invisible to TSan (they would link emulated threads, or race with the
+// teardown of the structures they read after their last release).
+#if defined(KESTREL_FIBER_TSAN)
+#define KESTREL_EMULATOR_CODE __attribute__((no_sanitize_thread, noinline))
+#else
+#define KESTREL_EMULATOR_CODE
+#endif
+
 namespace kestrel::cuda::emulation {
 
 thread_local const ThreadState* t_thread = nullptr;
@@ -157,8 +166,13 @@ struct EmulatedThread {
   unsigned barriers_passed = 0;
   unsigned warp_ops_passed = 0;
   unsigned group_mask = 0;
-  unsigned group_parity = 0;
+  unsigned group_parity = 0;       // bit l: which warp_sync lane l released
+  unsigned group_sync_parity = 0;  // which group_sync of the group's lowest lane
   char warp_sync[2] = {};
+  // Owned by the lowest lane of a group (see WarpExchange).
+  unsigned groups_owned = 0;
+  bool group_open = false;
+  char group_sync[2] = {};
 };
 
 // What the fibers of the running block share. One per host thread.
@@ -230,13 +244,16 @@ void Configure(SharedState& s) {
   }
 }
 
-EmulatedThread& Self() {
+KESTREL_EMULATOR_CODE EmulatedThread& Self() {
   if (t_current == nullptr) OutsideKernel();
   return *t_current;
 }
 
-void FiberMain(void* arg) {
+KESTREL_EMULATOR_CODE void FiberMain(void* arg) {
   auto* self = static_cast<EmulatedThread*>(arg);
+  // Read once, before the first release: after its last release a fiber
+  // reads nothing TSan sees, since the host may free it all.
+  Fiber* const fiber = self->fiber.get();
   for (;;) {
     BlockRun& run = t_run;
     TsanAcquire(&run.start_sync);
@@ -246,19 +263,15 @@ void FiberMain(void* arg) {
     } catch (...) {
       run.Fail("thread " + std::to_string(self->tid) + " threw an exception out of the kernel");
     }
-    {
-      TsanIgnore ignore;
-      self->state = State::kExited;
-    }
+    self->state = State::kExited;
     TsanRelease(&run.end_sync);
-    self->fiber->SwitchToHost();
+    fiber->SwitchToHost();
   }
 }
 
 // Parks the running fiber until the scheduler resumes it.
-void Block(EmulatedThread& self) {
+KESTREL_EMULATOR_CODE void Block(EmulatedThread& self) {
   self.fiber->SwitchToHost();
-  TsanIgnore ignore;
   if (self.cancel) throw Cancelled{};
 }
 
@@ -334,6 +347,9 @@ bool ResolveWarps(BlockRun& run) {
       }
       if (run.failed) break;
       if (!complete) continue;
+      EmulatedThread& owner = *run.pool[static_cast<size_t>(base + std::countr_zero(mask))];
+      const unsigned group_sync_parity = owner.groups_owned++ & 1u;
+      owner.group_open = true;
       unsigned ballot = 0, parity = 0;
       for (unsigned m = mask; m != 0; m &= m - 1) {
         const int other = std::countr_zero(m);
@@ -354,6 +370,7 @@ bool ResolveWarps(BlockRun& run) {
         }
         u.group_mask = mask;
         u.group_parity = parity;
+        u.group_sync_parity = group_sync_parity;
         u.state = State::kRunnable;
       }
       handled |= mask;
@@ -414,6 +431,7 @@ void RunBlock(BlockRun& run, SharedState& shared, std::vector<int>& order, dim3 
                     grid_dim};
     t.state = State::kRunnable;
     t.cancel = false;
+    t.barriers_passed = 0;  // every thread of the block starts on barrier_sync[0]
   }
   TsanRelease(&run.start_sync);
   for (;;) {
@@ -494,7 +512,7 @@ cudaError_t FuncSetAttribute(const void* kernel, cudaFuncAttribute attr, int val
   return cudaSuccess;
 }
 
-unsigned char* DynamicSharedMemory() {
+KESTREL_EMULATOR_CODE unsigned char* DynamicSharedMemory() {
   Self();
   return t_run.dynamic_smem;
 }
@@ -510,23 +528,20 @@ bool RegisterStaticShared(void* address, size_t bytes) {
   return true;
 }
 
-void SyncThreads(const char* file, int line) {
+KESTREL_EMULATOR_CODE void SyncThreads(const char* file, int line) {
   EmulatedThread& self = Self();
   const unsigned parity = self.barriers_passed & 1u;
-  {
-    TsanIgnore ignore;
-    self.site = {file, line};
-    self.state = State::kAtBarrier;
-  }
+  self.site = {file, line};
+  self.state = State::kAtBarrier;
   TsanRelease(&t_run.barrier_sync[parity]);
   Block(self);
   TsanAcquire(&t_run.barrier_sync[parity]);
-  TsanIgnore ignore;
   ++self.barriers_passed;
 }
 
-uint64_t WarpExchange(WarpOp op, unsigned mask, uint64_t bits, ShuffleMode mode, int lane_arg,
-                      int width, const char* file, int line) {
+KESTREL_EMULATOR_CODE uint64_t WarpExchange(WarpOp op, unsigned mask, uint64_t bits,
+                                            ShuffleMode mode, int lane_arg, int width,
+                                            const char* file, int line) {
   EmulatedThread& self = Self();
   if (width <= 0 || width > kWarpSize || (width & (width - 1)) != 0 || lane_arg < 0) {
     t_run.Fail(std::string(OpName(op, mode)) + " at " + std::string(file) + ":" +
@@ -535,36 +550,37 @@ uint64_t WarpExchange(WarpOp op, unsigned mask, uint64_t bits, ShuffleMode mode,
                std::to_string(lane_arg) + " is invalid");
     throw Cancelled{};
   }
-  unsigned parity;
-  {
-    TsanIgnore ignore;
-    self.site = {file, line};
-    self.op = op;
-    self.mode = mode;
-    self.mask = mask;
-    self.slot = bits;
-    self.lane_arg = lane_arg;
-    self.width = width;
-    self.state = State::kAtWarpOp;
-    parity = self.warp_ops_passed & 1u;
-  }
-  TsanRelease(&self.warp_sync[parity]);
+  self.site = {file, line};
+  self.op = op;
+  self.mode = mode;
+  self.mask = mask;
+  self.slot = bits;
+  self.lane_arg = lane_arg;
+  self.width = width;
+  self.state = State::kAtWarpOp;
+  TsanRelease(&self.warp_sync[self.warp_ops_passed & 1u]);
   Block(self);
-  uint64_t result;
-  unsigned group, group_parity;
-  {
-    TsanIgnore ignore;
-    result = self.result;
-    group = self.group_mask;
-    group_parity = self.group_parity;
-    ++self.warp_ops_passed;
-  }
+  ++self.warp_ops_passed;
+#if defined(KESTREL_FIBER_TSAN)
+  // The first lane of the group to resume collects every lane's release
+  // and passes it on through the group's object; the others take it from
+  // there (one acquire each instead of one per lane).
   const int base = self.tid & ~(kWarpSize - 1);
-  for (unsigned m = group; m != 0; m &= m - 1) {
-    const int lane = std::countr_zero(m);
-    TsanAcquire(&t_run.pool[static_cast<size_t>(base + lane)]->warp_sync[group_parity >> lane & 1u]);
+  EmulatedThread& owner = *t_run.pool[static_cast<size_t>(base + std::countr_zero(self.group_mask))];
+  char* group_sync = &owner.group_sync[self.group_sync_parity];
+  if (owner.group_open) {
+    owner.group_open = false;
+    for (unsigned m = self.group_mask; m != 0; m &= m - 1) {
+      const int lane = std::countr_zero(m);
+      TsanAcquire(&t_run.pool[static_cast<size_t>(base + lane)]
+                       ->warp_sync[self.group_parity >> lane & 1u]);
+    }
+    TsanRelease(group_sync);
+  } else {
+    TsanAcquire(group_sync);
   }
-  return result;
+#endif
+  return self.result;
 }
 
 cudaError_t LaunchBlocks(const void* kernel, dim3 grid, dim3 block, size_t dynamic_smem_bytes,

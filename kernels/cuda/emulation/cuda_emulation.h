@@ -6,11 +6,12 @@
 //
 // Execution: launches are serialised by one lock and run to completion
 // (streams are synchronous). Blocks run one after another; each CUDA thread
-// of a block is a fiber on the launching host thread (cuda_emulation.cc).
-// The run order (env KESTREL_CUDA_EMULATION_ORDER = forward | reverse |
-// random, seed KESTREL_CUDA_EMULATION_SEED, or SetRunOrder()) decides which
-// runnable fiber runs next and the order of the blocks; a fiber runs until
-// it reaches a barrier or leaves the kernel.
+// of a block is a fiber (fiber.h) on the launching host thread, and a fiber
+// runs until it reaches a barrier or warp operation or leaves the kernel.
+// The run order decides which runnable fiber runs next and the order of the
+// blocks: env KESTREL_CUDA_EMULATION_ORDER = forward | reverse | random
+// (seed KESTREL_CUDA_EMULATION_SEED), or SetRunOrder(). cuda_kernel_test
+// runs every kernel test under all three.
 //
 // Checks: __syncthreads() is a block barrier that records file:line; a
 // thread at a different barrier, or one that left the kernel while others
@@ -20,11 +21,22 @@
 // mask; a mask naming a lane that left, waits elsewhere, or uses another
 // mask fails the launch. A shuffle reading a lane outside the mask returns
 // NaN bits. Dynamic shared memory is filled with 0xff bytes (NaN for every
-// float type) before each block; static __shared__ variables are static
-// storage (see cuda_emulation.cc for how they are poisoned).
+// float type) before each block, and so are static __shared__ variables
+// declared in .cu files (see cuda_emulation.cc). Launches with more than
+// 48 KiB of dynamic shared memory need cudaFuncSetAttribute first, as on
+// a GPU. The device looks like an H200: 132 SMs, 227 KiB opt-in shared
+// memory, 16 GiB of memory (KESTREL_CUDA_EMULATION_MEMORY_BYTES or
+// SetMemoryCapacity()). Fiber stacks are 64 KiB (more under sanitizers;
+// KESTREL_CUDA_EMULATION_STACK_BYTES).
+//
+// Sanitizers: under ASan a kernel's out-of-bounds access to device or
+// dynamic shared memory is reported, and so is device memory never freed;
+// under TSan, races between emulated threads are (barriers, warp operations
+// and relaxed atomics are the only orderings).
 //
 // Not emulated: tensor-core instructions, cp.async, inline PTX, cooperative
-// groups, concurrency between streams or blocks, sticky errors, performance.
+// groups, concurrency between streams or blocks (so races between blocks go
+// unseen), sticky errors, performance.
 #ifndef KESTREL_KERNELS_CUDA_EMULATION_CUDA_EMULATION_H_
 #define KESTREL_KERNELS_CUDA_EMULATION_CUDA_EMULATION_H_
 

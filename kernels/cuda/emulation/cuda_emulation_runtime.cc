@@ -80,8 +80,8 @@ cudaError_t Allocate(void** ptr, size_t bytes, bool device) {
   if (device && bytes > m.capacity - std::min(m.capacity, m.device_bytes)) {
     return RecordError(cudaErrorMemoryAllocation);
   }
-  const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-  void* p = ::operator new(rounded, std::align_val_t{kAlignment}, std::nothrow);
+  // The exact size, so ASan reports an access one past the end.
+  void* p = ::operator new(bytes, std::align_val_t{kAlignment}, std::nothrow);
   if (p == nullptr) return RecordError(cudaErrorMemoryAllocation);
   m.allocations[Key(p)] = {bytes, device};
   if (device) m.device_bytes += bytes;

@@ -17,7 +17,11 @@
 #include <cstddef>
 #include <cstdint>
 
-#if !defined(__x86_64__)
+// The assembly switch on x86-64 unless KESTREL_FIBER_UCONTEXT asks for the
+// portable one (to test it).
+#if defined(__x86_64__) && !defined(KESTREL_FIBER_UCONTEXT)
+#define KESTREL_FIBER_ASM 1
+#else
 #include <ucontext.h>
 #endif
 
@@ -60,7 +64,7 @@ class Fiber {
   size_t mapping_bytes_ = 0;
   unsigned char* stack_low_ = nullptr;
   size_t stack_bytes_ = 0;
-#if defined(__x86_64__)
+#if defined(KESTREL_FIBER_ASM)
   void* sp_ = nullptr;       // the fiber's saved stack pointer
   void* host_sp_ = nullptr;  // the host context's, while the fiber runs
 #else
