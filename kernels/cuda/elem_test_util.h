@@ -15,14 +15,6 @@
 #include "kernels/cpu/test_util.h"
 #include "kernels/cuda/cuda_compat.h"
 
-#if !defined(__CUDACC__) && !defined(KESTREL_CUDA_EMULATION)
-// The *_test_gpu binaries compile this with the host compiler, where
-// cuda_runtime.h declares no device atomics; device_error.h's
-// ReportDeviceError (device code, never called here) still names atomicCAS.
-// Declared, never defined.
-template <typename T>
-T atomicCAS(T* address, T compare, T value);
-#endif
 #include "kernels/cuda/device_error.h"
 
 namespace kestrel::cuda::testing {

@@ -6,6 +6,7 @@
 // DeviceError; bad scalars rejected. Only the CUDA runtime API reaches the
 // kernels, so the test also runs on a GPU (sampling_test_gpu).
 #include "kernels/cuda/sampling.h"
+#include "kernels/cuda/elem_test_util.h"
 
 #include <algorithm>
 #include <cmath>
@@ -21,12 +22,6 @@
 #include "kernels/cpu/sampling.h"
 #include "kernels/cpu/test_util.h"
 
-#if !defined(KESTREL_CUDA_EMULATION) && !defined(__CUDACC__)
-// device_error.h's device helper names atomicCAS, which cuda_runtime.h
-// declares only to nvcc; the GPU binary's host-compiled test needs only the
-// struct, so a declaration (never called) lets the header compile.
-int atomicCAS(int* address, int compare, int value);
-#endif
 #include "kernels/cuda/device_error.h"
 
 namespace kestrel::cuda {
@@ -41,34 +36,7 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr int32_t kTokenSentinel = -7;
 constexpr float kLogprobSentinel = 123.0f;
 
-template <typename T>
-class DeviceArray {
- public:
-  explicit DeviceArray(const std::vector<T>& host) : size_(host.size()) {
-    REQUIRE(cudaMalloc(reinterpret_cast<void**>(&ptr_), std::max<size_t>(1, size_) * sizeof(T)) ==
-            cudaSuccess);
-    if (size_ > 0) {
-      REQUIRE(cudaMemcpy(ptr_, host.data(), size_ * sizeof(T), cudaMemcpyHostToDevice) ==
-              cudaSuccess);
-    }
-  }
-  DeviceArray(const DeviceArray&) = delete;
-  DeviceArray& operator=(const DeviceArray&) = delete;
-  ~DeviceArray() { cudaFree(ptr_); }
-  T* get() const { return ptr_; }
-  std::vector<T> Download() const {
-    std::vector<T> host(size_);
-    if (size_ > 0) {
-      REQUIRE(cudaMemcpy(host.data(), ptr_, size_ * sizeof(T), cudaMemcpyDeviceToHost) ==
-              cudaSuccess);
-    }
-    return host;
-  }
-
- private:
-  T* ptr_ = nullptr;
-  size_t size_;
-};
+using testing::DeviceArray;
 
 struct Case {
   std::vector<float> logits;  // [num_logits_rows, stride], NaN past vocab
