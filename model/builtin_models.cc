@@ -1,5 +1,6 @@
 #include "model/builtin_models.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -47,6 +48,15 @@ absl::StatusOr<BuiltinModel> LoadDemo() {
   ASSIGN_OR_RETURN(std::string_view tokenizer_json, RequiredDemoFile("tokenizer.json"));
   absl::StatusOr<ModelConfig> config = ModelConfig::Parse(config_json);
   if (!config.ok()) return InDemo(config.status(), "config.json");
+  // A story ends at BOS, as in llama2.c's run.c: the model was trained on
+  // stories that each start with BOS (id 1) and none that ends with </s>
+  // (id 2), so after one story it begins the next with BOS. Without this a
+  // request runs to its token limit, story after story.
+  if (config->bos_token_ids.size() == 1 &&
+      std::find(config->eos_token_ids.begin(), config->eos_token_ids.end(),
+                config->bos_token_ids[0]) == config->eos_token_ids.end()) {
+    config->eos_token_ids.push_back(config->bos_token_ids[0]);
+  }
   absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> checkpoint =
       SafetensorsCheckpoint::FromMemory(safetensors, "model.safetensors");
   if (!checkpoint.ok()) return InDemo(checkpoint.status(), "model.safetensors");

@@ -1,7 +1,9 @@
 // The models Kestrel serves with no files, by name:
 //   "demo"    the real stories260K (Andrej Karpathy's llama2.c model, MIT,
 //             trained on TinyStories; model/demo/stories260K), embedded in
-//             the binary: it tells short English stories.
+//             the binary: it tells short English stories, each ending where
+//             the model starts the next one (BOS is also an end token, as
+//             in llama2.c's run.c).
 //   "random"  a small deterministic random-weight Llama (2 layers, hidden
 //             64, vocab 320, context 1024) with a byte-level tokenizer: for
 //             tests and benchmarks that want a fixed shape and speed, not

@@ -40,6 +40,8 @@ TEST_CASE("demo is stories260K: its shape, tokenizer and licence", "[builtin_mod
   CHECK(c.hidden_size == 64);
   CHECK(c.num_hidden_layers == 5);
   CHECK(c.max_position_embeddings == 512);
+  // </s> as in config.json, and BOS, where llama2.c ends a story.
+  CHECK(c.eos_token_ids == std::vector<int64_t>{2, 1});
   CHECK(demo->weights->checkpoint().tensors().size() == 47);
   CHECK(demo->weights->checkpoint().data_bytes() == 1040128);
 
