@@ -3,12 +3,16 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
+#include "model/demo/stories260K_golden.h"
 #include "model/synthetic.h"
+#include "nlohmann/json.hpp"
 #include "testing/shared_data.h"
 
 namespace kestrel::model {
@@ -16,20 +20,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// llama2.c's run.c on the original stories260K checkpoint, greedy, prompt
-// "Once upon a time" (../shared/models/stories260K/golden/greedy.json): the
-// prompt's ids and the 60 generated ids with their text.
-const std::vector<int32_t> kPromptIds = {1, 403, 407, 261, 378};
-const std::vector<int32_t> kGreedyIds = {
-    432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338,
-    401, 396, 267, 337, 410, 408, 419, 292, 411, 322, 265, 282,
-    295, 433, 426, 385, 328, 432, 358, 394, 261, 370, 432, 352,
-    266, 268, 388, 426, 338, 391, 266, 267, 337, 335, 312, 432,
-    398, 312, 286, 267, 414, 270, 333, 415, 426, 13, 438, 310};
-constexpr char kGreedyText[] =
-    ", there was a little girl named Lily. She loved to play outside in th"
-    "e park. One day, she saw a big, red ball. She wanted to play with it, "
-    "but it was too high.\nLily";
+using demo::kGoldenOutputIds;
+using demo::kGoldenOutputText;
+using demo::kGoldenPrompt;
+using demo::kGoldenPromptIds;
 
 TEST_CASE("demo is stories260K: its shape, tokenizer and licence", "[builtin_models]") {
   absl::StatusOr<BuiltinModel> demo = LoadBuiltinModel("demo");
@@ -46,12 +40,12 @@ TEST_CASE("demo is stories260K: its shape, tokenizer and licence", "[builtin_mod
   CHECK(demo->weights->checkpoint().data_bytes() == 1040128);
 
   REQUIRE(demo->tokenizer != nullptr);
-  auto ids = demo->tokenizer->Encode("Once upon a time", {});
+  auto ids = demo->tokenizer->Encode(kGoldenPrompt, {});
   REQUIRE(ids.ok());
-  CHECK(*ids == kPromptIds);
-  auto text = demo->tokenizer->Decode(kGreedyIds, /*skip_special_tokens=*/true);
+  CHECK(*ids == kGoldenPromptIds);
+  auto text = demo->tokenizer->Decode(kGoldenOutputIds, /*skip_special_tokens=*/true);
   REQUIRE(text.ok());
-  CHECK(*text == kGreedyText);
+  CHECK(*text == kGoldenOutputText);
   // Newlines are byte-fallback tokens (<0x0A> is id 13) and decode to "\n".
   auto newline = demo->tokenizer->Decode(std::vector<int32_t>{426, 13, 438, 310}, true);
   REQUIRE(newline.ok());
@@ -78,6 +72,16 @@ TEST_CASE("the embedded demo is byte for byte the shared stories260K", "[builtin
     REQUIRE(e->nbytes == t.nbytes);
     CHECK(std::memcmp(e->data, t.data, t.nbytes) == 0);
   }
+  // The golden copy the offline tests use is the shared reference.
+  std::ifstream in(dir / "golden/greedy.json");
+  std::stringstream text;
+  text << in.rdbuf();
+  const nlohmann::json golden = nlohmann::json::parse(text.str());
+  CHECK(golden["prompt"] == kGoldenPrompt);
+  CHECK(golden["prompt_ids"].get<std::vector<int32_t>>() == kGoldenPromptIds);
+  CHECK(golden["greedy"]["output_ids"].get<std::vector<int32_t>>() == kGoldenOutputIds);
+  CHECK(golden["greedy"]["output_text"] == kGoldenOutputText);
+
   auto tok = tokenizer::Tokenizer::LoadFromDirectory(dir.string(), {});
   REQUIRE(tok.ok());
   const std::vector<int32_t> all = [] {
