@@ -228,7 +228,19 @@ absl::Status WarmUp(engine::Engine& engine) {
   auto sink = std::make_shared<WarmupSink>();
   absl::StatusOr<uint64_t> handle = engine.Submit(params, sink);
   if (!handle.ok()) return handle.status();
-  return sink->Wait(absl::Minutes(5));
+  if (absl::Status status = sink->Wait(absl::Minutes(5)); !status.ok()) return status;
+  // The sink hears of the finish inside the engine step, before the step
+  // frees the request's KV blocks and publishes the load: wait for that, so
+  // a client's first GetServerInfo after SERVING sees an idle server. (On a
+  // loaded machine the loop thread can lag the port file by milliseconds.)
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  for (engine::EngineLoad load = engine.load();
+       (load.running_requests > 0 || load.kv_blocks_free < load.kv_blocks_total) &&
+       absl::Now() < deadline;
+       load = engine.load()) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return absl::OkStatus();
 }
 
 engine::RequestLogFormat RequestLogFormatFor(const std::string& value) {
