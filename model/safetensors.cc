@@ -216,6 +216,48 @@ const LoadedTensor* SafetensorsCheckpoint::Find(std::string_view name) const {
   return it == index_.end() ? nullptr : &tensors_[it->second];
 }
 
+absl::StatusOr<char*> SafetensorsCheckpoint::AllocateAnonymous(uint64_t size,
+                                                               const std::string& what) {
+  // Over-allocate by one huge page and trim so the data starts on a 2 MiB
+  // boundary, letting the kernel back it with transparent huge pages.
+  const size_t length = (size + kHugePage - 1) / kHugePage * kHugePage;
+  void* raw = ::mmap(nullptr, length + kHugePage, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw == MAP_FAILED) return ErrnoError("mmap anonymous memory for", what);
+  const uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t aligned = (start + kHugePage - 1) / kHugePage * kHugePage;
+  if (aligned > start) ::munmap(raw, aligned - start);
+  const uintptr_t tail = aligned + length;
+  const uintptr_t raw_end = start + length + kHugePage;
+  if (raw_end > tail) ::munmap(reinterpret_cast<void*>(tail), raw_end - tail);
+  void* addr = reinterpret_cast<void*>(aligned);
+  mappings_.push_back({addr, length});
+  // Best effort: without THP support the memory still works.
+  (void)::madvise(addr, length, MADV_HUGEPAGE);
+  return static_cast<char*>(addr);
+}
+
+absl::Status SafetensorsCheckpoint::AddTensors(SafetensorsHeader header, const char* base,
+                                               uint64_t data_size, const std::string& file_name) {
+  for (TensorEntry& e : header.tensors) {
+    if (index_.contains(e.name)) {
+      return TensorError(file_name, e.name,
+                         absl::StrCat("also present in ", tensors_[index_[e.name]].file));
+    }
+    LoadedTensor t;
+    t.name = std::move(e.name);
+    t.dtype = e.dtype;
+    t.shape = std::move(e.shape);
+    t.data = base == nullptr ? nullptr : base + e.begin;
+    t.nbytes = e.end - e.begin;
+    t.file = file_name;
+    index_.emplace(t.name, tensors_.size());
+    tensors_.push_back(std::move(t));
+  }
+  data_bytes_ += data_size;
+  return absl::OkStatus();
+}
+
 absl::Status SafetensorsCheckpoint::LoadFile(const fs::path& path, Storage storage) {
   Fd fd;
   fd.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -252,43 +294,29 @@ absl::Status SafetensorsCheckpoint::LoadFile(const fs::path& path, Storage stora
     mappings_.push_back({addr, file_size});
     base = static_cast<const char*>(addr) + header.data_offset;
   } else if (data_size > 0) {
-    // Over-allocate by one huge page and trim so the data starts on a 2 MiB
-    // boundary, letting the kernel back it with transparent huge pages.
-    const size_t length = (data_size + kHugePage - 1) / kHugePage * kHugePage;
-    void* raw = ::mmap(nullptr, length + kHugePage, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (raw == MAP_FAILED) return ErrnoError("mmap anonymous memory for", path);
-    const uintptr_t start = reinterpret_cast<uintptr_t>(raw);
-    const uintptr_t aligned = (start + kHugePage - 1) / kHugePage * kHugePage;
-    if (aligned > start) ::munmap(raw, aligned - start);
-    const uintptr_t tail = aligned + length;
-    const uintptr_t raw_end = start + length + kHugePage;
-    if (raw_end > tail) ::munmap(reinterpret_cast<void*>(tail), raw_end - tail);
-    void* addr = reinterpret_cast<void*>(aligned);
-    mappings_.push_back({addr, length});
-    // Best effort: without THP support the memory still works.
-    (void)::madvise(addr, length, MADV_HUGEPAGE);
-    RETURN_IF_ERROR(PreadAll(fd.fd, static_cast<char*>(addr), data_size, header.data_offset, path));
-    base = static_cast<const char*>(addr);
+    ASSIGN_OR_RETURN(char* addr, AllocateAnonymous(data_size, path.string()));
+    RETURN_IF_ERROR(PreadAll(fd.fd, addr, data_size, header.data_offset, path));
+    base = addr;
   }
+  return AddTensors(std::move(header), base, data_size, file_name);
+}
 
-  for (TensorEntry& e : header.tensors) {
-    if (index_.contains(e.name)) {
-      return TensorError(file_name, e.name,
-                         absl::StrCat("also present in ", tensors_[index_[e.name]].file));
-    }
-    LoadedTensor t;
-    t.name = std::move(e.name);
-    t.dtype = e.dtype;
-    t.shape = std::move(e.shape);
-    t.data = base == nullptr ? nullptr : base + e.begin;
-    t.nbytes = e.end - e.begin;
-    t.file = file_name;
-    index_.emplace(t.name, tensors_.size());
-    tensors_.push_back(std::move(t));
+absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> SafetensorsCheckpoint::FromMemory(
+    std::string_view bytes, std::string_view file_name) {
+  std::unique_ptr<SafetensorsCheckpoint> ckpt(new SafetensorsCheckpoint());
+  ckpt->storage_ = Storage::kAnonymous;
+  const std::string name(file_name);
+  ASSIGN_OR_RETURN(SafetensorsHeader header, ParseSafetensorsHeader(bytes, bytes.size(), name));
+  const uint64_t data_size = bytes.size() - header.data_offset;
+  const char* base = nullptr;
+  if (data_size > 0) {
+    // A copy, as from a file: `bytes` need not stay alive or be aligned.
+    ASSIGN_OR_RETURN(char* addr, ckpt->AllocateAnonymous(data_size, name));
+    std::memcpy(addr, bytes.data() + header.data_offset, data_size);
+    base = addr;
   }
-  data_bytes_ += data_size;
-  return absl::OkStatus();
+  RETURN_IF_ERROR(ckpt->AddTensors(std::move(header), base, data_size, name));
+  return ckpt;
 }
 
 absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> SafetensorsCheckpoint::Load(

@@ -89,6 +89,13 @@ class SafetensorsCheckpoint {
   };
 
   static absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> Load(const Options& options);
+  // One safetensors file's bytes already in memory (a checkpoint embedded in
+  // the binary, or generated), checked as a file is and copied into
+  // anonymous memory (Storage::kAnonymous): `bytes` need not outlive the
+  // checkpoint nor be aligned. `file_name` labels errors and
+  // LoadedTensor::file.
+  static absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> FromMemory(
+      std::string_view bytes, std::string_view file_name);
 
   ~SafetensorsCheckpoint();
   SafetensorsCheckpoint(const SafetensorsCheckpoint&) = delete;
@@ -108,6 +115,14 @@ class SafetensorsCheckpoint {
   };
   SafetensorsCheckpoint() = default;
   absl::Status LoadFile(const std::filesystem::path& path, Storage storage);
+  // `size` bytes of anonymous memory starting on a 2 MiB boundary (so
+  // transparent huge pages can back it), unmapped in the destructor.
+  // `what` names the source in errors.
+  absl::StatusOr<char*> AllocateAnonymous(uint64_t size, const std::string& what);
+  // Takes over the tensors of one file whose data section (`data_size`
+  // bytes) starts at `base`.
+  absl::Status AddTensors(SafetensorsHeader header, const char* base, uint64_t data_size,
+                          const std::string& file_name);
 
   Storage storage_ = Storage::kAnonymous;
   uint64_t data_bytes_ = 0;

@@ -86,6 +86,31 @@ TEST_CASE("single file round trip, anonymous memory and file mmap", "[safetensor
   }
 }
 
+TEST_CASE("from memory: the same tensors, copied and aligned; corrupt bytes are errors",
+          "[safetensors]") {
+  // One byte in front makes the source misaligned: the copy must not be.
+  std::string bytes = "x" + SerializeSafetensors(SmallTensors());
+  auto c = SafetensorsCheckpoint::FromMemory(std::string_view(bytes).substr(1), "embedded");
+  REQUIRE(c.ok());
+  // Overwriting the source shows the checkpoint holds its own copy.
+  std::memset(bytes.data(), 0, bytes.size());
+  CHECK((*c)->data_bytes() == 24 + 6 + 4);
+  CHECK((*c)->storage() == Storage::kAnonymous);
+  CheckSmall(**c);
+  CHECK((*c)->Find("w")->file == "embedded");
+
+  const std::string good = SerializeSafetensors(SmallTensors());
+  auto truncated = SafetensorsCheckpoint::FromMemory(good.substr(0, good.size() - 3), "embedded");
+  REQUIRE_FALSE(truncated.ok());
+  CHECK_THAT(std::string(truncated.status().message()),
+             Catch::StartsWith("embedded: tensor \"h\"") &&
+                 Catch::Contains("run past the end of the data"));
+  auto tiny = SafetensorsCheckpoint::FromMemory("abc", "embedded");
+  REQUIRE_FALSE(tiny.ok());
+  CHECK_THAT(std::string(tiny.status().message()),
+             Catch::Contains("too short for the 8-byte header length"));
+}
+
 TEST_CASE("sharded checkpoint through model.safetensors.index.json", "[safetensors]") {
   const fs::path dir = FreshDir("sharded");
   REQUIRE(WriteCheckpoint(dir, SmallTensors(), /*max_shard_bytes=*/24).ok());

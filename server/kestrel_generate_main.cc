@@ -246,7 +246,8 @@ int main(int argc, char** argv) {
   kestrel::FlagSet flags("kestrel-generate", "",
                          "Offline completion from a model directory, on the serving engine.");
   flags.Section("Model");
-  flags.Add("model", &f.model, "DIR", "Model directory (config.json, safetensors, tokenizer.json)");
+  flags.Add("model", &f.model, "DIR|demo|random",
+            "Model directory (config.json, safetensors, tokenizer.json), or a built-in model");
   flags.Add("device", &f.device, "cpu|cuda|cuda:N",
             "What the model runs on: the CPU backend, or a GPU (builds with --config=cuda)");
   flags.Add("threads", &f.threads, "N", "CPU compute threads; 0 = one per CPU");

@@ -93,7 +93,9 @@ TEST_CASE("kestrel-generate reports bad flags and models clearly", "[kestrel_gen
   // A model that cannot load is a runtime error.
   auto [s2, o2] = RunTool({"--model=/nonexistent", "--prompt-ids=1"});
   CHECK(s2 == 1);
-  CHECK_THAT(o2, Catch::Contains("--model=/nonexistent is neither \"demo\" nor a directory"));
+  CHECK_THAT(o2, Catch::Contains(
+                         "--model=/nonexistent is neither a built-in model (demo, random) nor a "
+                         "directory"));
   // Unknown flags and bad values: exit 2, one line naming the flag.
   auto [s3, o3] = RunTool({"--model=" + dir.string(), "--prompt-ids=1", "--no-such-flag"});
   CHECK(s3 == 2);

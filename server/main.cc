@@ -1,6 +1,6 @@
 // kestrel-server: the Kestrel inference server process.
 //
-// Startup: flags -> model (built-in demo or a Hugging Face directory) ->
+// Startup: flags -> model (built-in demo/random, or a Hugging Face directory) ->
 // engine -> gRPC server (health NOT_SERVING) -> warm-up request -> SERVING.
 // SIGTERM/SIGINT: health NOT_SERVING, new requests UNAVAILABLE (or, with
 // --drain-goaway, the listener closes and clients get GOAWAY), in-flight
@@ -96,8 +96,9 @@ void DeclareFlags(FlagSet& flags, Flags& f) {
             "cancelled (RESOURCE_EXHAUSTED)");
 
   flags.Section("Model");
-  flags.Add("model", &f.model, "DIR|demo",
-            "A Hugging Face model directory, or demo (built-in random-weight Llama, no files)");
+  flags.Add("model", &f.model, "DIR|demo|random",
+            "A Hugging Face model directory; demo: the built-in stories260K, which tells short "
+            "stories (llama2.c, MIT); random: a built-in random-weight Llama (nonsense, for tests)");
   flags.Add("model-name", &f.model_name, "NAME", "Name reported to clients and in metrics")
       .DefaultText("the model's");
   flags.Add("device", &f.device, "cpu|cuda|cuda:N",
@@ -227,7 +228,19 @@ absl::Status WarmUp(engine::Engine& engine) {
   auto sink = std::make_shared<WarmupSink>();
   absl::StatusOr<uint64_t> handle = engine.Submit(params, sink);
   if (!handle.ok()) return handle.status();
-  return sink->Wait(absl::Minutes(5));
+  if (absl::Status status = sink->Wait(absl::Minutes(5)); !status.ok()) return status;
+  // The sink hears of the finish inside the engine step, before the step
+  // frees the request's KV blocks and publishes the load: wait for that, so
+  // a client's first GetServerInfo after SERVING sees an idle server. (On a
+  // loaded machine the loop thread can lag the port file by milliseconds.)
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  for (engine::EngineLoad load = engine.load();
+       (load.running_requests > 0 || load.kv_blocks_free < load.kv_blocks_total) &&
+       absl::Now() < deadline;
+       load = engine.load()) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return absl::OkStatus();
 }
 
 engine::RequestLogFormat RequestLogFormatFor(const std::string& value) {
@@ -267,6 +280,10 @@ int Run(const Flags& f) {
                model->info.name(), model->info.architecture(), model->info.num_parameters(),
                model->info.dtype(), model->info.context_length(), model->kv_cache_dtype,
                model->backend, absl::FormatDuration(absl::Now() - load_start));
+  if (load.model == "demo") {
+    spdlog::info("the demo model is stories260K by Andrej Karpathy (llama2.c, MIT licence, "
+                 "trained on TinyStories), built into this binary");
+  }
 
   auto registry = std::make_shared<prometheus::Registry>();
   engine::EngineMetrics metrics(*registry, model->info.name());

@@ -1,26 +1,19 @@
 #include "server/model_loader.h"
 
-#include <stdlib.h>
-
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "engine/worker_executor.h"
+#include "model/builtin_models.h"
 #include "model/weights.h"
 #include "model/worker.h"
-#include "model/synthetic.h"
 
 namespace kestrel::server {
 namespace {
 
 namespace fs = std::filesystem;
-
-// The demo model's weights are a pure function of this seed.
-constexpr uint64_t kDemoSeed = 20261125;
 
 int64_t CountParameters(const model::ModelWeights& weights) {
   auto matrix = [](const model::Matrix& m) { return m.rows * m.cols; };
@@ -36,29 +29,6 @@ int64_t CountParameters(const model::ModelWeights& weights) {
   }
   return total;
 }
-
-// A private directory that is removed when this goes out of scope.
-class TempDir {
- public:
-  static absl::StatusOr<TempDir> Create() {
-    const char* base = getenv("TMPDIR");
-    std::string pattern = (fs::path(base ? base : "/tmp") / "kestrel-demo.XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) {
-      return absl::InternalError(absl::StrCat("cannot create a temporary directory ", pattern));
-    }
-    return TempDir(pattern);
-  }
-  TempDir(TempDir&& other) noexcept : path_(std::move(other.path_)) { other.path_.clear(); }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  explicit TempDir(fs::path path) : path_(std::move(path)) {}
-  fs::path path_;
-};
 
 }  // namespace
 
@@ -79,32 +49,19 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelLoadOptions& options) {
   std::string name = options.model_name;
 
   std::unique_ptr<model::Worker> worker;
-  if (options.model == "demo") {
-    // The demo checkpoint is generated, loaded into anonymous memory, and
-    // its files deleted: nothing of it stays on disk.
-    ASSIGN_OR_RETURN(TempDir dir, TempDir::Create());
-    ASSIGN_OR_RETURN(std::string config, model::SyntheticPresetConfig("tiny", kernels::DType::kF32));
-    model::SyntheticCheckpointOptions synth;
-    synth.dir = dir.path();
-    synth.config_json = config;
-    synth.dtype = kernels::DType::kF32;
-    synth.seed = kDemoSeed;
-    synth.write_tokenizer = false;
-    RETURN_IF_ERROR(model::WriteSyntheticCheckpoint(synth));
-    ASSIGN_OR_RETURN(std::unique_ptr<model::ModelWeights> weights,
-                     model::ModelWeights::Load(
-                         {.dir = dir.path(), .storage = model::SafetensorsCheckpoint::Storage::kAnonymous}));
-    ASSIGN_OR_RETURN(worker, model::Worker::Create(worker_options, std::move(weights)));
-    ASSIGN_OR_RETURN(loaded.tokenizer,
-                     tokenizer::Tokenizer::FromJson(
-                         model::SyntheticTokenizerJson(worker->runner().config().vocab_size), "", {}));
-    if (name.empty()) name = "demo";
+  if (model::IsBuiltinModel(options.model)) {
+    // Built in (model/builtin_models.h): loaded from memory, no files.
+    ASSIGN_OR_RETURN(model::BuiltinModel builtin, model::LoadBuiltinModel(options.model));
+    ASSIGN_OR_RETURN(worker, model::Worker::Create(worker_options, std::move(builtin.weights)));
+    loaded.tokenizer = std::move(builtin.tokenizer);
+    if (name.empty()) name = builtin.name;
   } else {
     const fs::path dir(options.model);
     std::error_code ec;
     if (!fs::is_directory(dir, ec)) {
       return absl::NotFoundError(
-          absl::StrCat("--model=", options.model, " is neither \"demo\" nor a directory"));
+          absl::StrCat("--model=", options.model,
+                       " is neither a built-in model (demo, random) nor a directory"));
     }
     ASSIGN_OR_RETURN(std::unique_ptr<model::ModelWeights> weights,
                      model::ModelWeights::Load({.dir = dir, .storage = storage}));

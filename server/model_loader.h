@@ -1,6 +1,7 @@
-// Loads what the server serves: a Hugging Face model directory, or the
-// built-in demo model (a small deterministic random-weight Llama with a
-// byte-level tokenizer, so a fresh checkout serves requests with no files).
+// Loads what the server serves: a Hugging Face model directory, or a
+// built-in model (model/builtin_models.h), so a fresh checkout serves
+// requests with no files: "demo", the real stories260K embedded in the
+// binary, or "random", a small deterministic random-weight Llama.
 #ifndef KESTREL_SERVER_MODEL_LOADER_H_
 #define KESTREL_SERVER_MODEL_LOADER_H_
 
@@ -18,11 +19,11 @@
 namespace kestrel::server {
 
 struct ModelLoadOptions {
-  // "demo" for the built-in model, else a directory with config.json,
-  // safetensors weights and tokenizer.json.
+  // "demo" or "random" for a built-in model, else a directory with
+  // config.json, safetensors weights and tokenizer.json.
   std::string model = "demo";
-  // Name reported by GetModelInfo and in metrics; empty: "demo" or the
-  // directory's base name.
+  // Name reported by GetModelInfo and in metrics; empty: the directory's
+  // base name, or "stories260K-demo" / "random" for the built-in models.
   std::string model_name;
   // What the model runs on (kernels/backends.h): "cpu", "cuda" or "cuda:N".
   std::string device = "cpu";

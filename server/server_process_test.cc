@@ -95,11 +95,12 @@ TEST_CASE("kestrel-server describes itself and lists its services by reflection"
     context.set_deadline(std::chrono::system_clock::now() + 10s);
     kestrel::v1::ModelInfo info;
     REQUIRE(stub->GetModelInfo(&context, {}, &info).ok());
-    CHECK(info.name() == "demo");
+    // The default --model=demo is stories260K, and its name says so.
+    CHECK(info.name() == "stories260K-demo");
     CHECK(info.architecture() == "llama");
-    CHECK(info.vocab_size() > 256);
-    CHECK(info.context_length() > 0);
-    CHECK(info.num_parameters() > 0);
+    CHECK(info.vocab_size() == 512);
+    CHECK(info.context_length() == 512);
+    CHECK(info.num_parameters() == 260032);
   }
 
   auto reflection = grpc::reflection::v1alpha::ServerReflection::NewStub(server.Channel());
@@ -224,9 +225,12 @@ TEST_CASE("kestrel-server with a BF16 KV cache holds twice the blocks and still 
     return std::make_tuple(info.load().kv_blocks_total(), info.config().at("kv_cache_dtype"),
                            response.completions(0).token_ids_size());
   };
-  const auto [f32_blocks, f32_name, f32_tokens] = blocks_and_text({"--kv-cache-mib=8"});
+  // The random model: its F32 block (8 KiB) divides 8 MiB, so the count
+  // doubles exactly (stories260K's 20 KiB block leaves a remainder).
+  const auto [f32_blocks, f32_name, f32_tokens] =
+      blocks_and_text({"--model=random", "--kv-cache-mib=8"});
   const auto [bf16_blocks, bf16_name, bf16_tokens] =
-      blocks_and_text({"--kv-cache-mib=8", "--kv-cache-dtype=bf16"});
+      blocks_and_text({"--model=random", "--kv-cache-mib=8", "--kv-cache-dtype=bf16"});
   CHECK(f32_name == "F32");
   CHECK(bf16_name == "BF16");
   CHECK(bf16_blocks == 2 * f32_blocks);

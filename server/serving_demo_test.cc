@@ -1,5 +1,8 @@
-// The serving path on the built-in demo model (no shared data needed):
-// invalid requests, Abort, n > 1, queue limits, and drain on SIGTERM.
+// The serving path on the built-in random model (--model=random: no shared
+// data needed, and a fixed shape the cases rely on: vocab 320, context 1024,
+// no early EOS under ignore_eos): invalid requests, Abort, n > 1, queue
+// limits, and drain on SIGTERM. The real demo model has its own test
+// (demo_model_test).
 #include <atomic>
 #include <csignal>
 #include <functional>
@@ -60,14 +63,15 @@ GenerateRequest Ids(std::vector<int32_t> ids, int max_tokens) {
   return request;
 }
 
-TestServer StartDemo(std::vector<std::string> args = {}) {
+TestServer StartRandom(std::vector<std::string> args = {}) {
+  args.push_back("--model=random");
   std::optional<TestServer> server = TestServer::Start(args);
   REQUIRE(server.has_value());
   return std::move(*server);
 }
 
 TEST_CASE("invalid requests get INVALID_ARGUMENT naming the field, and the server keeps serving") {
-  TestServer server = StartDemo({"--max-request-bytes=65536"});
+  TestServer server = StartRandom({"--max-request-bytes=65536"});
   auto stub = kestrel::v1::Kestrel::NewStub(server.Channel());
   struct Case {
     std::string name;
@@ -146,7 +150,7 @@ TEST_CASE("invalid requests get INVALID_ARGUMENT naming the field, and the serve
 }
 
 TEST_CASE("Abort ends a request by id; n > 1 streams one finish per sample") {
-  TestServer server = StartDemo();
+  TestServer server = StartRandom();
   auto stub = kestrel::v1::Kestrel::NewStub(server.Channel());
   GenerateRequest request = Ids({5, 6, 7}, 1000);
   request.set_request_id("to-abort");
@@ -171,7 +175,7 @@ TEST_CASE("Abort ends a request by id; n > 1 streams one finish per sample") {
   // Greedy samples of one prompt share its KV blocks copy-on-write; each
   // must still continue exactly as a lone greedy request (a wrong block copy
   // would make the samples diverge). 21 prompt tokens end mid-block. The
-  // demo model attends almost uniformly, so this catches a lost V copy; the
+  // random model attends almost uniformly, so this catches a lost V copy; the
   // stories260K test (serving_test) also catches a lost K copy.
   std::vector<int32_t> prompt;
   for (int i = 0; i < 21; ++i) prompt.push_back(40 + i);
@@ -210,7 +214,7 @@ TEST_CASE("Abort ends a request by id; n > 1 streams one finish per sample") {
 }
 
 TEST_CASE("a full queue answers RESOURCE_EXHAUSTED") {
-  TestServer server = StartDemo({"--max-num-seqs=1", "--max-num-batched-tokens=16",
+  TestServer server = StartRandom({"--max-num-seqs=1", "--max-num-batched-tokens=16",
                                  "--max-queued-requests=2"});
   std::vector<StreamResult> results(12);
   std::vector<std::thread> threads;
@@ -234,7 +238,7 @@ TEST_CASE("a full queue answers RESOURCE_EXHAUSTED") {
 }
 
 TEST_CASE("SIGTERM drains: active streams complete, new requests get UNAVAILABLE, exit 0") {
-  TestServer server = StartDemo({"--drain-timeout=60s"});
+  TestServer server = StartRandom({"--drain-timeout=60s"});
   std::atomic<int> started{0};
   std::vector<StreamResult> results(16);
   std::vector<std::thread> threads;
@@ -282,7 +286,7 @@ TEST_CASE("SIGTERM drains: active streams complete, new requests get UNAVAILABLE
 }
 
 TEST_CASE("past the drain timeout the remaining streams end UNAVAILABLE and the server exits 0") {
-  TestServer server = StartDemo({"--drain-timeout=100ms", "--max-num-seqs=2"});
+  TestServer server = StartRandom({"--drain-timeout=100ms", "--max-num-seqs=2"});
   std::atomic<int> started{0};
   std::vector<StreamResult> results(4);
   std::vector<std::thread> threads;
