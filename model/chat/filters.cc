@@ -185,8 +185,8 @@ absl::StatusOr<Value> IndentFilter(const Value& input, CallArgs& args, const Val
     if (spaces > static_cast<int64_t>(limits.max_bytes)) return absl::ResourceExhaustedError("indent too wide");
     indentation.assign(std::max<int64_t>(spaces, 0), ' ');
   }
-  std::vector<std::string> lines = PySplit(input.Str() + "\n", std::string("\n"), -1);
-  lines.pop_back();  // the piece after the added newline
+  // jinja2 appends a newline before splitting, so "" still gives one line.
+  const std::vector<std::string> lines = PySplitLines(input.Str() + "\n");
   std::string out;
   for (size_t i = 0; i < lines.size(); ++i) {
     if (i > 0) out += "\n";
@@ -537,7 +537,8 @@ const std::map<std::string, FilterFn, std::less<>>& Filters() {
          RETURN_IF_ERROR(args.CheckAllTaken("wordcount"));
          int64_t words = 0;
          bool in_word = false;
-         for (std::string_view c : CodePoints(in.Str())) {
+         const std::string text = in.Str();
+         for (std::string_view c : CodePoints(text)) {
            const bool word_char = c == "_" || PyIsAlnum(c);
            words += word_char && !in_word;
            in_word = word_char;

@@ -262,9 +262,7 @@ absl::StatusOr<Value> CallStringMethod(const std::string& self, std::string_view
   }
   if (name == "splitlines") {
     RETURN_IF_ERROR(args.CheckAllTaken(name));
-    std::vector<std::string> lines = PySplit(self, std::string("\n"), -1);
-    if (!lines.empty() && lines.back().empty()) lines.pop_back();
-    return StringList(lines);
+    return StringList(PySplitLines(self));
   }
   if (name == "startswith" || name == "endswith") {
     const Value affix = args.Take(0, "prefix");

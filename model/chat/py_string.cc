@@ -131,6 +131,24 @@ std::vector<std::string> PySplit(std::string_view text, const std::optional<std:
   return parts;
 }
 
+std::vector<std::string> PySplitLines(std::string_view text) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const size_t at = pos;
+    const char32_t c = DecodeUtf8(text, &pos);
+    const bool line_break = c == '\n' || c == '\r' || c == '\v' || c == '\f' || (c >= 0x1c && c <= 0x1e) ||
+                            c == 0x85 || c == 0x2028 || c == 0x2029;
+    if (!line_break) continue;
+    lines.emplace_back(text.substr(start, at - start));
+    if (c == '\r' && pos < text.size() && text[pos] == '\n') ++pos;
+    start = pos;
+  }
+  if (start < text.size()) lines.emplace_back(text.substr(start));
+  return lines;
+}
+
 std::string PyReplace(std::string_view text, std::string_view old_text, std::string_view new_text,
                       int64_t count) {
   std::string out;

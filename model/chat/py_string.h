@@ -22,6 +22,9 @@ std::string_view PyStrip(std::string_view text, const std::optional<std::string>
 // leading/trailing whitespace yields no empty parts. REQUIRES: sep not empty.
 std::vector<std::string> PySplit(std::string_view text, const std::optional<std::string>& sep,
                                  int64_t max_split);
+// str.splitlines(): breaks at \n, \r, \r\n, \v, \f, \x1c-\x1e, \x85,
+// U+2028 and U+2029; no empty piece after a final line break.
+std::vector<std::string> PySplitLines(std::string_view text);
 // str.replace(old, new, count); count < 0 replaces all.
 std::string PyReplace(std::string_view text, std::string_view old_text, std::string_view new_text,
                       int64_t count);
