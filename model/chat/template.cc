@@ -193,6 +193,7 @@ class Renderer {
   absl::Status ExecFor(const Node& node, const FramePtr& frame) {
     ASSIGN_OR_RETURN(Value iterable, Eval(*node.expr, frame));
     ASSIGN_OR_RETURN(std::vector<Value> all, Iterate(iterable));
+    RETURN_IF_ERROR(Step(all.size() / 16));  // copying the items is work too
     auto items = std::make_shared<std::vector<Value>>();
     for (Value& item : all) {
       if (node.condition) {
@@ -521,8 +522,9 @@ class Renderer {
 
   // ---- output and limits ----
 
-  absl::Status Step() {
-    if (++steps_ > options_.max_steps) {
+  absl::Status Step(int64_t count = 1) {
+    steps_ += count;
+    if (steps_ > options_.max_steps) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "template exceeded ", options_.max_steps, " evaluation steps (a runaway loop?)"));
     }

@@ -32,7 +32,7 @@ struct TemplateOptions {
   size_t max_output_bytes = 8 << 20;
   // Evaluation steps (expressions, statements, loop iterations) per render;
   // a real chat template takes a few thousand. RESOURCE_EXHAUSTED beyond.
-  int64_t max_steps = 5'000'000;
+  int64_t max_steps = 2'000'000;
   // Nested macro calls (recursion) per render.
   int max_call_depth = 64;
   // What strftime_now() formats, in `time_zone` (transformers uses the
