@@ -19,7 +19,7 @@ namespace kestrel::chat {
 // Caps on the values one render may build, so that "'x' * 10**9" or a
 // doubling loop fails instead of exhausting memory.
 struct ValueLimits {
-  size_t max_bytes = 8 << 20;  // a string's length, a container's printed size
+  size_t max_bytes = 32 << 20;  // a string's length, a container's printed size
 };
 
 // Binary operators: + - * / // % ** ~ (Python semantics; int overflow is an

@@ -318,7 +318,11 @@ class Renderer {
     RETURN_IF_ERROR(Step());
     auto value = EvalUnchecked(expr, frame);
     if (!value.ok()) return AtLine(value.status(), expr.line);
-    if (value->Weight() > limits_.max_bytes) {
+    // Values the template builds are bounded; what it only looks up (the
+    // request itself) may be larger.
+    const bool built = expr.kind != ExprKind::kName && expr.kind != ExprKind::kGetAttr &&
+                       expr.kind != ExprKind::kGetItem && expr.kind != ExprKind::kLiteral;
+    if (built && value->Weight() > limits_.max_bytes) {
       return AtLine(absl::ResourceExhaustedError(absl::StrCat(
                         "value of about ", value->Weight(), " bytes exceeds the template limit of ",
                         limits_.max_bytes, " bytes")),

@@ -28,8 +28,9 @@ struct Node;
 
 struct TemplateOptions {
   // Largest rendered text, and largest string or container a render may
-  // build (RESOURCE_EXHAUSTED beyond).
-  size_t max_output_bytes = 8 << 20;
+  // build (RESOURCE_EXHAUSTED beyond); the request's own values may be
+  // larger.
+  size_t max_output_bytes = 32 << 20;
   // Evaluation steps (expressions, statements, loop iterations) per render;
   // a real chat template takes a few thousand. RESOURCE_EXHAUSTED beyond.
   int64_t max_steps = 2'000'000;
