@@ -109,6 +109,21 @@ class Renderer {
     limits_.max_bytes = options.max_output_bytes;
   }
 
+  // Values can form reference cycles (a macro stored in the scope it
+  // captures, a namespace holding itself); nothing outlives the render, so
+  // emptying those scopes and namespaces frees everything.
+  ~Renderer() {
+    for (const std::weak_ptr<Frame>& weak : captured_frames_) {
+      if (auto frame = weak.lock()) frame->vars.entries.clear();
+    }
+    for (const std::weak_ptr<Namespace>& weak : namespaces_) {
+      if (auto ns = weak.lock()) ns->Clear();
+    }
+  }
+
+  Renderer(const Renderer&) = delete;
+  Renderer& operator=(const Renderer&) = delete;
+
   absl::StatusOr<std::string> Run(const Body& body, const DictData& variables) {
     auto globals = std::make_shared<Frame>(nullptr);
     AddGlobals(&globals->vars);
@@ -270,6 +285,7 @@ class Renderer {
   // set there later too, as in jinja2.
   Value MakeMacro(const std::string& name, const std::vector<MacroParam>& params, const Body& body,
                   const FramePtr& frame) {
+    captured_frames_.push_back(frame);
     return Value::MakeFunction(name, [this, name, &params, &body, frame](CallArgs& args) {
       return CallMacro(name, params, body, frame, args);
     });
@@ -468,7 +484,9 @@ class Renderer {
 
   void AddGlobals(DictData* globals) {
     globals->Set("range", Value::MakeFunction("range", Range));
-    globals->Set("namespace", Value::MakeFunction("namespace", MakeNamespace));
+    globals->Set("namespace", Value::MakeFunction("namespace", [this](CallArgs& args) {
+      return MakeNamespace(args);
+    }));
     globals->Set("dict", Value::MakeFunction("dict", [](CallArgs& args) -> absl::StatusOr<Value> {
       if (!args.positional.empty()) return absl::InvalidArgumentError("dict() takes keyword arguments only");
       DictData dict;
@@ -514,8 +532,9 @@ class Renderer {
     return Value::MakeList(std::move(items));
   }
 
-  static absl::StatusOr<Value> MakeNamespace(CallArgs& args) {
+  absl::StatusOr<Value> MakeNamespace(CallArgs& args) {
     auto ns = std::make_shared<Namespace>();
+    namespaces_.push_back(ns);
     for (const Value& initial : args.positional) {
       if (!initial.is_dict()) return absl::InvalidArgumentError("namespace() takes a dict or keywords");
       for (const auto& [key, value] : initial.dict().entries) ns->SetAttr(key.Str(), value);
@@ -558,6 +577,9 @@ class Renderer {
   ValueLimits limits_;
   std::string* out_ = nullptr;  // not owned: the render's output or a capture
   int64_t steps_ = 0;
+  // Weak: to break reference cycles when the render ends (see ~Renderer).
+  std::vector<std::weak_ptr<Frame>> captured_frames_;
+  std::vector<std::weak_ptr<Namespace>> namespaces_;
   int eval_depth_ = 0;
   int call_depth_ = 0;
 };

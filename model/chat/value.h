@@ -80,6 +80,9 @@ class Namespace final : public Object {
   Value GetAttr(std::string_view name) const override;
   void AppendRepr(std::string* out, size_t limit, int depth) const override;
   void SetAttr(std::string_view name, Value value);
+  // Drops every attribute (the renderer's way to break a namespace that
+  // holds itself once a render ends).
+  void Clear() { attrs_->entries.clear(); }
 
  private:
   std::shared_ptr<DictData> attrs_ = std::make_shared<DictData>();
