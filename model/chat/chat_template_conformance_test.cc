@@ -99,7 +99,7 @@ bool HaveJinja2() {
 }
 
 // Renders every template with every conversation on both sides and
-// compares. Returns the number of byte-identical renders.
+// compares, printing how many renders were byte-identical.
 void ExpectSameAsJinja2(const std::vector<NamedTemplate>& templates) {
   const std::vector<Json> conversations = ReadConversations();
   REQUIRE(conversations.size() >= 30);
