@@ -44,6 +44,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "prometheus/counter.h"
@@ -107,6 +108,28 @@ ApiError MakeError(int status, std::string type, std::string message, std::strin
   error.message = std::move(message);
   error.code = std::move(code);
   return error;
+}
+
+// "1.2.3.4:80" or "[::1]:80"; port 0 allowed (evutil_parse_sockaddr_port
+// refuses it).
+bool ParseAddress(const std::string& address, sockaddr_storage& out, int& out_len) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos) return false;
+  std::string host = address.substr(0, colon);
+  int port = 0;
+  if (!absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 || port > 65535) return false;
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&out);
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(static_cast<uint16_t>(port));
+    out_len = sizeof(sockaddr_in6);
+    return evutil_inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &in6->sin6_addr) == 1;
+  }
+  auto* in4 = reinterpret_cast<sockaddr_in*>(&out);
+  in4->sin_family = AF_INET;
+  in4->sin_port = htons(static_cast<uint16_t>(port));
+  out_len = sizeof(sockaddr_in);
+  return evutil_inet_pton(AF_INET, host.c_str(), &in4->sin_addr) == 1;
 }
 
 std::string NewId(absl::string_view prefix) {
@@ -569,12 +592,12 @@ absl::Status HttpServerImpl::Start() {
   });
   const std::string& address = options_.listen_address;
   sockaddr_storage addr{};
-  int addr_len = sizeof(addr);
-  if (evutil_parse_sockaddr_port(address.c_str(), reinterpret_cast<sockaddr*>(&addr), &addr_len) != 0 ||
-      address.find(':') == std::string::npos) {
+  int addr_len = 0;
+  if (!ParseAddress(address, addr, addr_len)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--http-listen must be host:port with a numeric host (e.g. 0.0.0.0:8000), got \"", address,
-        "\""));
+        "--http-listen must be host:port with a numeric host (e.g. 0.0.0.0:8000, [::1]:8000; "
+        "port 0 picks one), got \"",
+        address, "\""));
   }
   if (options_.max_body_bytes < 1) {
     return absl::InvalidArgumentError(
