@@ -128,7 +128,10 @@ async function main() {
   // Chat, if the server renders this model's chat template.
   let chatAvailable = true;
   try {
-    await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 1 });
+    const probe = await client.chat.completions.create({
+      model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 1,
+    });
+    countUsage(probe.usage);
   } catch (e) {
     if (e.status === 400 && e.code === 'chat_template_unavailable') {
       chatAvailable = false;
