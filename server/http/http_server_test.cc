@@ -409,7 +409,9 @@ TEST_CASE("a client that never reads: bounded buffering, then the request is can
   ServerSetup setup;
   setup.http.max_buffered_events = 8;
   Fixture f(setup);
-  Json body = Completion(1000, {{"stream", true}, {"logprobs", 20}, {"prompt", "x"}});
+  // 16 samples x 1000 tokens x ~2 KB of logprobs: far more than the
+  // kernel's socket buffers hold.
+  Json body = Completion(1000, {{"stream", true}, {"logprobs", 20}, {"prompt", "x"}, {"n", 16}});
   const std::string payload = body.dump();
   const std::string request = "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\n"
                               "Content-Type: application/json\r\nContent-Length: " +
