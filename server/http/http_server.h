@@ -8,11 +8,9 @@
 #ifndef KESTREL_SERVER_HTTP_HTTP_SERVER_H_
 #define KESTREL_SERVER_HTTP_HTTP_SERVER_H_
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -22,12 +20,6 @@
 #include "server/auth.h"
 #include "server/http/chat_renderer.h"
 #include "server/tls.h"
-
-struct event_base;
-struct evhttp;
-struct evhttp_request;
-struct evconnlistener;
-struct ssl_ctx_st;
 
 namespace kestrel::server::http {
 

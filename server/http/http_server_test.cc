@@ -350,7 +350,13 @@ TEST_CASE("OpenAI endpoints over HTTP on the demo model") {
     CHECK(r.Json()["error"]["code"] == "request_too_large");
     CHECK(r.Json()["error"]["message"].get<std::string>().find("--http-max-body-bytes") !=
           std::string::npos);
+#ifndef __SANITIZE_ADDRESS__
+    // (AddressSanitizer's quarantine keeps every freed read buffer resident,
+    // so the bound holds only without it.)
     CHECK(RssMiB() - rss_before < 40);
+#else
+    (void)rss_before;
+#endif
     // Still serving.
     CHECK(f.Post("/v1/completions", Completion(2)).status == 200);
   }
