@@ -1,9 +1,8 @@
 // The HTTP front end on libevent's evhttp; see http_server.h.
 //
 // Threads: one event-loop thread owns every libevent object. The engine's
-// step-loop thread only touches a request's Stream (a mutex-protected event
-// queue) and the Mailbox (the list of streams with news, and one libevent
-// event it activates to wake the loop); it never waits for a client.
+// step-loop thread only touches a request's Stream and the Mailbox
+// (engine_events.h); it never waits for a client.
 //
 // A generation request's life (class Call, loop thread only):
 //   handler: parse -> Engine::Submit per prompt (sinks feed the Stream) ->
@@ -49,6 +48,7 @@
 #include "common/status_macros.h"
 #include "prometheus/counter.h"
 #include "prometheus/text_serializer.h"
+#include "server/http/engine_events.h"
 #include "server/http/openai_protocol.h"
 #include "server/http/openai_response.h"
 #include "spdlog/spdlog.h"
@@ -137,111 +137,6 @@ std::string NewId(absl::string_view prefix) {
   return absl::StrCat(prefix, absl::Hex(absl::Uniform<uint64_t>(bitgen), absl::kZeroPad16));
 }
 
-// ---------------------------------------------------------------------------
-// Engine thread -> loop thread.
-// ---------------------------------------------------------------------------
-
-class Call;
-
-struct QueuedEvent {
-  int prompt = 0;
-  std::variant<engine::TokenEvent, engine::FinishEvent> event;
-};
-
-// One request's events on their way from the engine to the loop.
-struct Stream {
-  std::mutex mu;
-  std::deque<QueuedEvent> events ABSL_GUARDED_BY(mu);
-  bool overflow ABSL_GUARDED_BY(mu) = false;  // the client stopped reading
-  bool closed ABSL_GUARDED_BY(mu) = false;    // the response has ended: drop events
-  bool posted ABSL_GUARDED_BY(mu) = false;    // in the Mailbox, not taken yet
-  // Loop thread only.
-  Call* call = nullptr;
-};
-
-// Wakes the loop thread: streams with new events, and tasks to run there.
-// Thread-safe. Shared by the server and every sink (a sink can outlive the
-// server: the engine drops it only when its request ends).
-class Mailbox {
- public:
-  explicit Mailbox(event* wake) : wake_(wake) {}
-
-  void Post(std::shared_ptr<Stream> stream) {
-    std::lock_guard lock(mu_);
-    streams_.push_back(std::move(stream));
-    RingLocked();
-  }
-  void Run(std::function<void()> task) {
-    std::lock_guard lock(mu_);
-    tasks_.push_back(std::move(task));
-    RingLocked();
-  }
-  void Take(std::vector<std::shared_ptr<Stream>>& streams, std::vector<std::function<void()>>& tasks) {
-    std::lock_guard lock(mu_);
-    streams.swap(streams_);
-    tasks.swap(tasks_);
-    rung_ = false;
-  }
-  // No wake-ups from now on (the loop has stopped).
-  void Close() {
-    std::lock_guard lock(mu_);
-    wake_ = nullptr;
-    streams_.clear();
-    tasks_.clear();
-  }
-
- private:
-  void RingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (rung_ || wake_ == nullptr) return;
-    rung_ = true;
-    // Thread-safe: evthread_use_pthreads() was called before the base.
-    event_active(wake_, EV_READ, 0);
-  }
-
-  std::mutex mu_;
-  event* wake_ ABSL_GUARDED_BY(mu_);
-  bool rung_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::shared_ptr<Stream>> streams_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
-};
-
-// The engine's view of one prompt of a Call. Never blocks: queues and wakes.
-class HttpSink final : public engine::RequestSink {
- public:
-  HttpSink(std::shared_ptr<Stream> stream, std::shared_ptr<Mailbox> mailbox, int prompt,
-           int max_buffered)
-      : stream_(std::move(stream)),
-        mailbox_(std::move(mailbox)),
-        prompt_(prompt),
-        max_buffered_(max_buffered) {}
-
-  void OnTokens(engine::TokenEvent event) override { Push(std::move(event), true); }
-  void OnFinish(engine::FinishEvent event) override { Push(std::move(event), false); }
-
- private:
-  template <typename Event>
-  void Push(Event event, bool bounded) {
-    bool post = false;
-    {
-      std::lock_guard lock(stream_->mu);
-      if (stream_->closed || stream_->overflow) return;
-      if (bounded && static_cast<int>(stream_->events.size()) >= max_buffered_) {
-        stream_->overflow = true;
-      } else {
-        stream_->events.push_back(QueuedEvent{prompt_, std::move(event)});
-      }
-      post = !stream_->posted;
-      stream_->posted = true;
-    }
-    if (post) mailbox_->Post(stream_);
-  }
-
-  const std::shared_ptr<Stream> stream_;
-  const std::shared_ptr<Mailbox> mailbox_;
-  const int prompt_;
-  const int max_buffered_;
-};
-
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -303,8 +198,6 @@ class HttpServerImpl {
   std::mutex calls_mu_;
   std::condition_variable calls_cv_;  // signalled when open_calls drops to 0
 };
-
-namespace {
 
 // One generation request. Loop thread only; deletes itself once its
 // response is written or its connection closed.
@@ -524,8 +417,6 @@ class Call {
   bool headers_sent_ = false;
   bool final_sent_ = false;
 };
-
-}  // namespace
 
 HttpServerImpl::HttpServerImpl(HttpServerOptions options, engine::Engine* engine,
                                const tokenizer::Tokenizer* tokenizer)
