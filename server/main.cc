@@ -21,6 +21,8 @@
 #include "engine/metrics.h"
 #include "prometheus/registry.h"
 #include "server/auth.h"
+#include "server/http/chat_renderer.h"
+#include "server/http/http_server.h"
 #include "server/kestrel_service.h"
 #include "server/metrics_exposer.h"
 #include "kernels/backends.h"
@@ -46,6 +48,9 @@ struct Flags {
   std::string request_log = "text";
   int32_t max_request_bytes = 4 << 20;
   int32_t max_stream_buffer_events = 4096;
+  std::string http_listen;
+  std::string http_port_file;
+  int64_t http_max_body_bytes = 8 << 20;
 
   std::string model = "demo";
   std::string model_name;
@@ -94,6 +99,15 @@ void DeclareFlags(FlagSet& flags, Flags& f) {
   flags.Add("max-stream-buffer-events", &f.max_stream_buffer_events, "N",
             "Events buffered for a stream whose client is not reading; past it the request is "
             "cancelled (RESOURCE_EXHAUSTED)");
+
+  flags.Add("http-listen", &f.http_listen, "HOST:PORT",
+            "OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, "
+            "/health, /metrics; docs/http.md) on this address, numeric host; empty disables it")
+      .DefaultText("off");
+  flags.Add("http-port-file", &f.http_port_file, "PATH",
+            "Write the bound HTTP port here once serving");
+  flags.Add("http-max-body-bytes", &f.http_max_body_bytes, "BYTES",
+            "Largest HTTP request body; larger ones get 413 without being buffered");
 
   flags.Section("Model");
   flags.Add("model", &f.model, "DIR|demo|random",
@@ -153,6 +167,7 @@ std::string CheckFlags(const Flags& f) {
            at_least("max-model-len", f.max_model_len, 0),
            at_least("max-request-bytes", f.max_request_bytes, 1),
            at_least("max-stream-buffer-events", f.max_stream_buffer_events, 1),
+           at_least("http-max-body-bytes", f.http_max_body_bytes, 1),
            at_least("max-num-batched-tokens", f.max_num_batched_tokens, 1),
            at_least("max-num-seqs", f.max_num_seqs, 1),
            at_least("max-queued-requests", f.max_queued_requests, 0),
@@ -241,6 +256,17 @@ absl::Status WarmUp(engine::Engine& engine) {
     absl::SleepFor(absl::Milliseconds(1));
   }
   return absl::OkStatus();
+}
+
+// The chat template renderer behind /v1/chat/completions, or null (chat
+// completions then answer 400). The Jinja library (model/chat) plugs in here,
+// built from tokenizer.config().chat_template.
+std::unique_ptr<http::ChatRenderer> MakeChatRenderer(const tokenizer::Tokenizer& tokenizer) {
+  if (!tokenizer.config().chat_template.empty()) {
+    spdlog::info("the model has a chat template, but this build renders none: "
+                 "/v1/chat/completions answers 400");
+  }
+  return nullptr;
 }
 
 engine::RequestLogFormat RequestLogFormatFor(const std::string& value) {
@@ -336,6 +362,7 @@ int Run(const Flags& f) {
       {"scheduling_policy", policy},
       {"tls", f.tls_cert_file.empty() ? "off" : "on"},
       {"api_keys", f.api_keys_file.empty() ? "off" : "on"},
+      {"http_listen", f.http_listen.empty() ? "off" : f.http_listen},
   };
   KestrelService service(service_options, engine->get(), model->tokenizer.get());
 
@@ -347,6 +374,7 @@ int Run(const Flags& f) {
   tls.key_file = f.tls_key_file;
   tls.client_ca_file = f.tls_client_ca_file;
   std::shared_ptr<grpc::AuthMetadataProcessor> auth;
+  std::shared_ptr<const ApiKeys> api_keys;
   if (const std::string keys_file = f.api_keys_file; !keys_file.empty()) {
     absl::StatusOr<ApiKeys> keys = ApiKeys::LoadFile(keys_file);
     if (!keys.ok()) {
@@ -354,6 +382,7 @@ int Run(const Flags& f) {
       return 1;
     }
     spdlog::info("API keys required ({} loaded from --api-keys-file)", keys->size());
+    api_keys = std::make_shared<const ApiKeys>(*keys);
     auth = std::make_shared<ApiKeyAuthProcessor>(std::move(*keys));
   }
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
@@ -369,6 +398,29 @@ int Run(const Flags& f) {
     return 1;
   }
 
+  // The OpenAI-compatible HTTP front end: the same engine, API keys, TLS
+  // files and metrics registry as gRPC.
+  std::unique_ptr<http::ChatRenderer> chat_renderer = MakeChatRenderer(*model->tokenizer);
+  std::unique_ptr<http::HttpServer> http_server;
+  if (!f.http_listen.empty()) {
+    http::HttpServerOptions http_options;
+    http_options.listen_address = f.http_listen;
+    http_options.model_name = model->info.name();
+    http_options.max_body_bytes = f.http_max_body_bytes;
+    http_options.max_buffered_events = f.max_stream_buffer_events;
+    http_options.api_keys = api_keys;
+    http_options.tls = tls;
+    http_options.registry = registry;
+    http_options.chat_renderer = chat_renderer.get();
+    absl::StatusOr<std::unique_ptr<http::HttpServer>> created =
+        http::HttpServer::Create(std::move(http_options), engine->get(), model->tokenizer.get());
+    if (!created.ok()) {
+      spdlog::error("kestrel-server: {}", std::string(created.status().message()));
+      return 1;
+    }
+    http_server = std::move(*created);
+  }
+
   if (absl::Status warm = WarmUp(**engine); !warm.ok()) {
     spdlog::error("warm-up failed: {}", warm.ToString());
     return 1;
@@ -376,6 +428,15 @@ int Run(const Flags& f) {
   (*server)->SetServing(true);
   spdlog::info("kestrel-server {} serving {} on {} (port {})", kVersion, model->info.name(),
                f.listen, (*server)->port());
+  if (http_server != nullptr) {
+    http_server->SetServing(true);
+    spdlog::info("OpenAI-compatible HTTP API on {}://{} (port {})", tls.enabled() ? "https" : "http",
+                 f.http_listen, http_server->port());
+    if (absl::Status s = WritePortFile(f.http_port_file, http_server->port()); !s.ok()) {
+      spdlog::error("{}", std::string(s.message()));
+      return 1;
+    }
+  }
   if (absl::Status s = WritePortFile(f.port_file, (*server)->port()); !s.ok()) {
     spdlog::error("{}", std::string(s.message()));
     return 1;
@@ -385,9 +446,13 @@ int Run(const Flags& f) {
   Server* raw_server = server->get();
   engine::Engine* raw_engine = engine->get();
   const bool drain_goaway = f.drain_goaway;
-  signals.Watch([&, raw_server, raw_engine, drain_timeout, drain_goaway](int signal_number) {
+  http::HttpServer* raw_http = http_server.get();
+  signals.Watch([&, raw_server, raw_engine, raw_http, drain_timeout, drain_goaway](int signal_number) {
     spdlog::info("received {}, draining for up to {}",
                  signal_number == SIGTERM ? "SIGTERM" : "SIGINT", absl::FormatDuration(drain_timeout));
+    // /health answers 503 and new generation requests get 503; streams in
+    // flight go on.
+    if (raw_http != nullptr) raw_http->SetServing(false);
     if (drain_goaway) {
       // Close the listener and send GOAWAY first: a proxy (nginx grpc_pass)
       // then gets a refused connection and retries on another replica, where
@@ -410,7 +475,9 @@ int Run(const Flags& f) {
       raw_engine->CancelAll(absl::UnavailableError("server shutting down: drain timeout reached"));
       raw_engine->WaitUntilIdle(absl::Seconds(10));
     }
-    // Every stream has its final status queued; give gRPC a moment to send.
+    // Every stream has its final status queued; give gRPC and HTTP a moment
+    // to send.
+    if (raw_http != nullptr) raw_http->Shutdown(absl::Seconds(5));
     if (drain_goaway) {
       raw_server->FinishShutdown(absl::Seconds(5));
     } else {

@@ -15,6 +15,24 @@ absl::Status Invalid(absl::string_view field, absl::string_view rule, double val
 
 }  // namespace
 
+absl::StatusOr<std::vector<int32_t>> EncodeUserText(const tokenizer::Tokenizer& tokenizer,
+                                                    std::string_view text, bool add_special_tokens,
+                                                    absl::string_view field) {
+  tokenizer::EncodeOptions options;
+  options.add_special_tokens = add_special_tokens;
+  options.parse_special_tokens = false;
+  absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Encode(text, options);
+  if (!ids.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", ids.status().message()));
+  }
+  return ids;
+}
+
+std::string TokenText(const tokenizer::Tokenizer& tokenizer, int32_t token) {
+  absl::StatusOr<std::string> text = tokenizer.Decode({&token, 1}, false);
+  return text.ok() ? std::move(*text) : std::string();
+}
+
 absl::StatusOr<engine::GenerateParams> ToGenerateParams(const kestrel::v1::GenerateRequest& request,
                                                         const tokenizer::Tokenizer& tokenizer,
                                                         absl::Time deadline) {
@@ -25,15 +43,11 @@ absl::StatusOr<engine::GenerateParams> ToGenerateParams(const kestrel::v1::Gener
       if (request.text().empty()) {
         return absl::InvalidArgumentError("text must not be empty");
       }
-      tokenizer::EncodeOptions options;
-      options.add_special_tokens =
-          request.has_add_special_tokens() ? request.add_special_tokens() : true;
-      options.parse_special_tokens = false;
-      absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Encode(request.text(), options);
-      if (!ids.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat("text: ", ids.status().message()));
-      }
-      p.prompt_ids = std::move(*ids);
+      ASSIGN_OR_RETURN(
+          p.prompt_ids,
+          EncodeUserText(tokenizer, request.text(),
+                         request.has_add_special_tokens() ? request.add_special_tokens() : true,
+                         "text"));
       break;
     }
     case kestrel::v1::GenerateRequest::kTokenIds:
@@ -109,8 +123,7 @@ namespace {
 void FillLogprob(const tokenizer::Tokenizer& tokenizer, int32_t token, float logprob,
                  kestrel::v1::TokenLogprob* out) {
   out->set_token_id(token);
-  absl::StatusOr<std::string> text = tokenizer.Decode({&token, 1}, false);
-  if (text.ok()) out->set_token(*text);
+  out->set_token(TokenText(tokenizer, token));
   out->set_logprob(logprob);
 }
 

@@ -4,13 +4,33 @@
 #ifndef KESTREL_SERVER_REQUEST_CONVERT_H_
 #define KESTREL_SERVER_REQUEST_CONVERT_H_
 
+#include <string>
+#include <string_view>
+#include <vector>
+
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "engine/request.h"
 #include "kestrel/v1/generate.pb.h"
 #include "model/tokenizer/tokenizer.h"
 
 namespace kestrel::server {
+
+// Transport-neutral pieces shared by the gRPC service and the HTTP front end
+// (server/http).
+
+// Token ids of a client's text prompt. Special tokens written in the text
+// are tokenized as plain text, so clients cannot inject control tokens;
+// `add_special_tokens` applies the tokenizer's post-processor (BOS).
+// INVALID_ARGUMENT names `field` (e.g. "text", "prompt[2]").
+absl::StatusOr<std::vector<int32_t>> EncodeUserText(const tokenizer::Tokenizer& tokenizer,
+                                                    std::string_view text, bool add_special_tokens,
+                                                    absl::string_view field);
+
+// The text of one token as logprobs report it (special tokens included);
+// empty when the tokenizer cannot decode it.
+std::string TokenText(const tokenizer::Tokenizer& tokenizer, int32_t token);
 
 // Builds engine parameters from `request`: tokenizes a text prompt (special
 // tokens written in user text are treated as plain text, so clients cannot
