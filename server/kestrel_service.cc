@@ -49,9 +49,10 @@ struct PreparedCall {
 
 absl::StatusOr<PreparedCall> PrepareCall(const kestrel::v1::GenerateRequest& request,
                                          const tokenizer::Tokenizer& tokenizer,
+                                         const ChatRenderer* chat_renderer,
                                          const grpc::CallbackServerContext& context) {
   PreparedCall call;
-  ASSIGN_OR_RETURN(call.params, ToGenerateParams(request, tokenizer, DeadlineOf(&context)));
+  ASSIGN_OR_RETURN(call.params, ToGenerateParams(request, tokenizer, chat_renderer, DeadlineOf(&context)));
   if (call.params.request_id.empty()) call.params.request_id = NewRequestId();
   const kestrel::v1::OutputOptions& output = request.output();
   call.want_ids = !output.has_return_token_ids() || output.return_token_ids();
@@ -346,7 +347,7 @@ grpc::ServerWriteReactor<GenerateResponse>* KestrelService::Generate(
   state->max_buffered = options_.max_buffered_events;
   auto* stream = new GenerateStream(state);
 
-  absl::StatusOr<PreparedCall> call = PrepareCall(*request, *tokenizer_, *context);
+  absl::StatusOr<PreparedCall> call = PrepareCall(*request, *tokenizer_, options_.chat_renderer, *context);
   if (!call.ok()) {
     stream->Finish(ToGrpcStatus(call.status()));
     return stream;
@@ -386,7 +387,7 @@ grpc::ServerWriteReactor<GenerateResponse>* KestrelService::Generate(
 grpc::ServerUnaryReactor* KestrelService::Complete(grpc::CallbackServerContext* context,
                                                    const kestrel::v1::GenerateRequest* request,
                                                    kestrel::v1::CompleteResponse* response) {
-  absl::StatusOr<PreparedCall> prepared = PrepareCall(*request, *tokenizer_, *context);
+  absl::StatusOr<PreparedCall> prepared = PrepareCall(*request, *tokenizer_, options_.chat_renderer, *context);
   if (!prepared.ok()) return FinishNow(context, ToGrpcStatus(prepared.status()));
 
   auto state = std::make_shared<CompleteState>();

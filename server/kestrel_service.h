@@ -13,6 +13,7 @@
 #include "engine/engine.h"
 #include "kestrel/v1/kestrel.grpc.pb.h"
 #include "model/tokenizer/tokenizer.h"
+#include "server/chat_prompt.h"
 
 namespace kestrel::server {
 
@@ -26,6 +27,9 @@ struct KestrelServiceOptions {
   // Events buffered for one stream whose client is not reading; past it the
   // stream is ended with RESOURCE_EXHAUSTED and its request cancelled.
   int max_buffered_events = 4096;
+  // Renders GenerateRequest.chat; null when the model has no chat template
+  // (such requests fail with FAILED_PRECONDITION). Not owned.
+  const ChatRenderer* chat_renderer = nullptr;
 };
 
 // Thread-safe. `engine` and `tokenizer` are not owned and must outlive the

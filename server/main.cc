@@ -21,7 +21,6 @@
 #include "engine/metrics.h"
 #include "prometheus/registry.h"
 #include "server/auth.h"
-#include "server/http/chat_renderer.h"
 #include "server/http/http_server.h"
 #include "server/kestrel_service.h"
 #include "server/metrics_exposer.h"
@@ -258,17 +257,6 @@ absl::Status WarmUp(engine::Engine& engine) {
   return absl::OkStatus();
 }
 
-// The chat template renderer behind /v1/chat/completions, or null (chat
-// completions then answer 400). The Jinja library (model/chat) plugs in here,
-// built from tokenizer.config().chat_template.
-std::unique_ptr<http::ChatRenderer> MakeChatRenderer(const tokenizer::Tokenizer& tokenizer) {
-  if (!tokenizer.config().chat_template.empty()) {
-    spdlog::info("the model has a chat template, but this build renders none: "
-                 "/v1/chat/completions answers 400");
-  }
-  return nullptr;
-}
-
 engine::RequestLogFormat RequestLogFormatFor(const std::string& value) {
   if (value == "json") return engine::RequestLogFormat::kJson;
   if (value == "off") return engine::RequestLogFormat::kOff;
@@ -310,6 +298,9 @@ int Run(const Flags& f) {
     spdlog::info("the demo model is stories260K by Andrej Karpathy (llama2.c, MIT licence, "
                  "trained on TinyStories), built into this binary");
   }
+  spdlog::info("{}", model->chat_renderer != nullptr
+                         ? "chat prompts (gRPC chat, /v1/chat/completions) use the model's chat template"
+                         : "the model has no chat template: chat prompts are refused, text prompts work");
 
   auto registry = std::make_shared<prometheus::Registry>();
   engine::EngineMetrics metrics(*registry, model->info.name());
@@ -348,6 +339,7 @@ int Run(const Flags& f) {
   service_options.listen_address = f.listen;
   service_options.model_info = model->info;
   service_options.max_buffered_events = f.max_stream_buffer_events;
+  service_options.chat_renderer = model->chat_renderer.get();
   service_options.config = {
       {"model", load.model},
       {"max_model_len", std::to_string((*engine)->max_model_len())},
@@ -400,7 +392,6 @@ int Run(const Flags& f) {
 
   // The OpenAI-compatible HTTP front end: the same engine, API keys, TLS
   // files and metrics registry as gRPC.
-  std::unique_ptr<http::ChatRenderer> chat_renderer = MakeChatRenderer(*model->tokenizer);
   std::unique_ptr<http::HttpServer> http_server;
   if (!f.http_listen.empty()) {
     http::HttpServerOptions http_options;
@@ -411,7 +402,7 @@ int Run(const Flags& f) {
     http_options.api_keys = api_keys;
     http_options.tls = tls;
     http_options.registry = registry;
-    http_options.chat_renderer = chat_renderer.get();
+    http_options.chat_renderer = model->chat_renderer.get();
     absl::StatusOr<std::unique_ptr<http::HttpServer>> created =
         http::HttpServer::Create(std::move(http_options), engine->get(), model->tokenizer.get());
     if (!created.ok()) {

@@ -63,6 +63,12 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelLoadOptions& options) {
           absl::StrCat("--model=", options.model,
                        " is neither a built-in model (demo, random) nor a directory"));
     }
+    // The chat template first: a malformed one stops the server before the
+    // weights are read.
+    if (options.require_tokenizer || fs::exists(dir / "tokenizer.json")) {
+      // Errors name the file and the line.
+      ASSIGN_OR_RETURN(loaded.chat_renderer, LoadChatRenderer(dir.string()));
+    }
     ASSIGN_OR_RETURN(std::unique_ptr<model::ModelWeights> weights,
                      model::ModelWeights::Load({.dir = dir, .storage = storage}));
     ASSIGN_OR_RETURN(worker, model::Worker::Create(worker_options, std::move(weights)));
@@ -106,8 +112,7 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelLoadOptions& options) {
     info.set_bos_token_id(*loaded.tokenizer->config().bos_id);
   }
   info.mutable_eos_token_ids()->Add(loaded.eos_token_ids.begin(), loaded.eos_token_ids.end());
-  info.set_has_chat_template(loaded.tokenizer != nullptr &&
-                             !loaded.tokenizer->config().chat_template.empty());
+  info.set_has_chat_template(loaded.chat_renderer != nullptr);
   info.set_num_parameters(CountParameters(runner.weights()));
   loaded.weight_bytes_per_token = runner.weights().matrix_bytes_per_token();
 

@@ -15,6 +15,7 @@
 #include "kestrel/v1/info.pb.h"
 #include "model/model_runner.h"
 #include "model/tokenizer/tokenizer.h"
+#include "server/chat_prompt.h"
 
 namespace kestrel::server {
 
@@ -54,6 +55,9 @@ struct LoadedModel {
   // Null only when !require_tokenizer and the directory has none.
   std::unique_ptr<tokenizer::Tokenizer> tokenizer;
   std::unique_ptr<engine::ModelExecutor> executor;
+  // The model's chat template (chat_template.jinja or tokenizer_config.json);
+  // null when it has none (the built-in models have none).
+  std::unique_ptr<ChatRenderer> chat_renderer;
   kestrel::v1::ModelInfo info;
   std::vector<int32_t> eos_token_ids;
   // The KV cache's element type once "auto" is resolved ("F32" or "BF16").

@@ -35,6 +35,7 @@ std::string TokenText(const tokenizer::Tokenizer& tokenizer, int32_t token) {
 
 absl::StatusOr<engine::GenerateParams> ToGenerateParams(const kestrel::v1::GenerateRequest& request,
                                                         const tokenizer::Tokenizer& tokenizer,
+                                                        const ChatRenderer* chat_renderer,
                                                         absl::Time deadline) {
   engine::GenerateParams p;
   p.request_id = request.request_id();
@@ -56,8 +57,17 @@ absl::StatusOr<engine::GenerateParams> ToGenerateParams(const kestrel::v1::Gener
         return absl::InvalidArgumentError("token_ids.ids must contain at least one token, got 0");
       }
       break;
+    case kestrel::v1::GenerateRequest::kChat: {
+      ASSIGN_OR_RETURN(ChatInput input, ChatInputFromProto(request.chat()));
+      absl::StatusOr<std::vector<int32_t>> ids = EncodeChat(chat_renderer, tokenizer, std::move(input));
+      if (!ids.ok()) {
+        return absl::Status(ids.status().code(), absl::StrCat("chat: ", ids.status().message()));
+      }
+      p.prompt_ids = std::move(*ids);
+      break;
+    }
     case kestrel::v1::GenerateRequest::PROMPT_NOT_SET:
-      return absl::InvalidArgumentError("prompt is missing: set text or token_ids");
+      return absl::InvalidArgumentError("prompt is missing: set text, token_ids or chat");
   }
 
   const kestrel::v1::SamplingParams& s = request.sampling();

@@ -14,6 +14,7 @@
 #include "engine/request.h"
 #include "kestrel/v1/generate.pb.h"
 #include "model/tokenizer/tokenizer.h"
+#include "server/chat_prompt.h"
 
 namespace kestrel::server {
 
@@ -34,10 +35,13 @@ std::string TokenText(const tokenizer::Tokenizer& tokenizer, int32_t token);
 
 // Builds engine parameters from `request`: tokenizes a text prompt (special
 // tokens written in user text are treated as plain text, so clients cannot
-// inject control tokens), applies the documented defaults, and sets the
-// deadline. INVALID_ARGUMENT names the offending field.
+// inject control tokens) or renders a chat prompt with `chat_renderer`
+// (EncodeChat; null: the model has none, FAILED_PRECONDITION), applies the
+// documented defaults, and sets the deadline. INVALID_ARGUMENT names the
+// offending field.
 absl::StatusOr<engine::GenerateParams> ToGenerateParams(const kestrel::v1::GenerateRequest& request,
                                                         const tokenizer::Tokenizer& tokenizer,
+                                                        const ChatRenderer* chat_renderer,
                                                         absl::Time deadline);
 
 kestrel::v1::FinishReason ToProto(engine::FinishReason reason);

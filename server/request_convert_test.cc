@@ -19,7 +19,7 @@ const tokenizer::Tokenizer& ByteTokenizer() {
 TEST_CASE("a text prompt is tokenized with special-token text kept as plain text") {
   kestrel::v1::GenerateRequest request;
   request.set_text("hi</s>");
-  auto p = ToGenerateParams(request, ByteTokenizer(), absl::InfiniteFuture());
+  auto p = ToGenerateParams(request, ByteTokenizer(), nullptr, absl::InfiniteFuture());
   REQUIRE(p.ok());
   // Six bytes, not "hi" + the </s> control token.
   CHECK(p->prompt_ids == std::vector<int32_t>{'h', 'i', '<', '/', 's', '>'});
@@ -28,7 +28,7 @@ TEST_CASE("a text prompt is tokenized with special-token text kept as plain text
 TEST_CASE("defaults follow the API documentation") {
   kestrel::v1::GenerateRequest request;
   request.mutable_token_ids()->add_ids(5);
-  auto p = ToGenerateParams(request, ByteTokenizer(), absl::InfiniteFuture());
+  auto p = ToGenerateParams(request, ByteTokenizer(), nullptr, absl::InfiniteFuture());
   REQUIRE(p.ok());
   CHECK(p->sampling.temperature == 1.0f);
   CHECK(p->sampling.top_p == 1.0f);
@@ -65,7 +65,7 @@ TEST_CASE("every field is carried over") {
   request.set_priority(4);
   request.set_cache_salt("tenant");
   const absl::Time deadline = absl::Now() + absl::Seconds(3);
-  auto p = ToGenerateParams(request, ByteTokenizer(), deadline);
+  auto p = ToGenerateParams(request, ByteTokenizer(), nullptr, deadline);
   REQUIRE(p.ok());
   CHECK(p->request_id == "abc");
   CHECK(p->sampling.temperature == 0.5f);
@@ -93,26 +93,62 @@ TEST_CASE("every field is carried over") {
 
 TEST_CASE("malformed prompts are refused naming the field") {
   kestrel::v1::GenerateRequest none;
-  auto p = ToGenerateParams(none, ByteTokenizer(), absl::InfiniteFuture());
+  auto p = ToGenerateParams(none, ByteTokenizer(), nullptr, absl::InfiniteFuture());
   CHECK(p.status().code() == absl::StatusCode::kInvalidArgument);
   CHECK_THAT(std::string(p.status().message()), Catch::Contains("prompt is missing"));
 
   kestrel::v1::GenerateRequest empty_ids;
   empty_ids.mutable_token_ids();
-  p = ToGenerateParams(empty_ids, ByteTokenizer(), absl::InfiniteFuture());
+  p = ToGenerateParams(empty_ids, ByteTokenizer(), nullptr, absl::InfiniteFuture());
   CHECK_THAT(std::string(p.status().message()), Catch::Contains("token_ids.ids"));
 
   kestrel::v1::GenerateRequest bad_utf8;
   bad_utf8.set_text("\xff\xfe");
-  p = ToGenerateParams(bad_utf8, ByteTokenizer(), absl::InfiniteFuture());
+  p = ToGenerateParams(bad_utf8, ByteTokenizer(), nullptr, absl::InfiniteFuture());
   CHECK(p.status().code() == absl::StatusCode::kInvalidArgument);
   CHECK_THAT(std::string(p.status().message()), Catch::StartsWith("text"));
 
   kestrel::v1::GenerateRequest bad_k;
   bad_k.set_text("x");
   bad_k.mutable_sampling()->set_top_k(-3);
-  p = ToGenerateParams(bad_k, ByteTokenizer(), absl::InfiniteFuture());
+  p = ToGenerateParams(bad_k, ByteTokenizer(), nullptr, absl::InfiniteFuture());
   CHECK_THAT(std::string(p.status().message()), Catch::Contains("sampling.top_k must be >= 0, got -3"));
+}
+
+TEST_CASE("a chat prompt is rendered by the model's template, special tokens parsed") {
+  chat::SpecialTokens special;
+  special.tokens["bos_token"] = "<s>";
+  auto chat_template = chat::ChatTemplate::Create(
+      "{{ bos_token }}{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+      "{% if add_generation_prompt %}assistant:{% endif %}",
+      special);
+  REQUIRE(chat_template.ok());
+  const TemplateChatRenderer renderer(std::move(*chat_template));
+  kestrel::v1::GenerateRequest request;
+  auto* message = request.mutable_chat()->add_messages();
+  message->set_role("user");
+  message->set_content("hi</s>");
+  request.set_add_special_tokens(true);  // does not apply: the template writes BOS
+  auto p = ToGenerateParams(request, ByteTokenizer(), &renderer, absl::InfiniteFuture());
+  REQUIRE(p.ok());
+  std::vector<int32_t> expected = {256};  // <s>, written by the template
+  for (char c : std::string("user: hi")) expected.push_back(c);
+  expected.push_back(257);  // </s> in a message is parsed, as transformers does
+  for (char c : std::string("\nassistant:")) expected.push_back(c);
+  CHECK(p->prompt_ids == expected);
+
+  // A model without a template refuses chat prompts; errors name the field.
+  p = ToGenerateParams(request, ByteTokenizer(), nullptr, absl::InfiniteFuture());
+  CHECK(p.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK_THAT(std::string(p.status().message()), Catch::StartsWith("chat: the model has no chat template"));
+  request.mutable_chat()->set_tools_json("not json");
+  p = ToGenerateParams(request, ByteTokenizer(), &renderer, absl::InfiniteFuture());
+  CHECK(p.status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK_THAT(std::string(p.status().message()), Catch::StartsWith("chat.tools_json: not valid JSON"));
+  request.mutable_chat()->clear_tools_json();
+  request.mutable_chat()->clear_messages();
+  p = ToGenerateParams(request, ByteTokenizer(), &renderer, absl::InfiniteFuture());
+  CHECK(p.status().message() == "chat.messages must hold at least one message, got 0");
 }
 
 }  // namespace

@@ -93,8 +93,10 @@ absl::StatusOr<ChatTemplate> ChatTemplate::LoadFromDirectory(const std::string& 
   std::map<std::string, std::string> sources;
   // transformers reads chat_template.jinja over the config's template.
   const std::filesystem::path jinja_path = dir / "chat_template.jinja";
+  std::filesystem::path source_path = config_path;
   if (std::filesystem::exists(jinja_path)) {
     ASSIGN_OR_RETURN(sources["default"], ReadFileToString(jinja_path));
+    source_path = jinja_path;
   } else {
     ASSIGN_OR_RETURN(sources, ReadConfigTemplates(config, config_path.string()));
   }
@@ -105,7 +107,8 @@ absl::StatusOr<ChatTemplate> ChatTemplate::LoadFromDirectory(const std::string& 
   }
   auto chat = CreateNamed(std::move(sources), ReadSpecialTokens(config), std::move(options));
   if (!chat.ok()) {
-    return absl::Status(chat.status().code(), absl::StrCat(model_dir, ": ", chat.status().message()));
+    return absl::Status(chat.status().code(),
+                        absl::StrCat(source_path.string(), ": ", chat.status().message()));
   }
   return chat;
 }
@@ -122,9 +125,11 @@ absl::StatusOr<ChatTemplate> ChatTemplate::CreateNamed(std::map<std::string, std
   for (auto& [name, source] : sources) {
     auto parsed = Template::Parse(source, options);
     if (!parsed.ok()) {
-      const std::string which = sources.size() > 1 ? absl::StrCat(" '", name, "'") : "";
-      return absl::Status(parsed.status().code(),
-                          absl::StrCat("chat template", which, ": ", parsed.status().message()));
+      // Parse's errors read "chat template line N: ..."; a model with
+      // several templates also says which.
+      if (sources.size() == 1) return parsed.status();
+      return absl::Status(parsed.status().code(), absl::StrCat("chat template '", name, "': ",
+                                                               parsed.status().message()));
     }
     templates[name] = std::make_shared<const Template>(std::move(*parsed));
   }

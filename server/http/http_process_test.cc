@@ -1,4 +1,5 @@
-// The kestrel-server binary with --http-listen on the demo model: the port
+// The kestrel-server binary with --http-listen on the random built-in model
+// (its context holds the long streams below): the port
 // file and startup log, a stream that runs through a SIGTERM drain while
 // /health turns 503 and new requests are refused, then exit 0; a bad
 // --http-listen is a startup error.
@@ -38,7 +39,8 @@ TEST_CASE("kestrel-server --http-listen drains HTTP streams on SIGTERM") {
   const auto dir = ::kestrel::testing::MakeTempDir("http_process");
   const auto port_file = dir / "http_port";
   std::optional<TestServer> server = TestServer::Start(
-      {"--http-listen=127.0.0.1:0", "--http-port-file=" + port_file.string(), "--drain-timeout=60s"});
+      {"--model=random", "--http-listen=127.0.0.1:0", "--http-port-file=" + port_file.string(),
+       "--drain-timeout=60s"});
   REQUIRE(server.has_value());
   int port = 0;
   std::ifstream(port_file) >> port;
@@ -58,7 +60,7 @@ TEST_CASE("kestrel-server --http-listen drains HTTP streams on SIGTERM") {
   });
   REQUIRE(testing::WaitFor(
       [&] {
-        return server->ScrapeMetrics().find("kestrel_requests_running{model=\"demo\"} 1") !=
+        return server->ScrapeMetrics().find("kestrel_requests_running{model=\"random\"} 1") !=
                std::string::npos;
       },
       30));

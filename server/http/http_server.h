@@ -18,7 +18,7 @@
 #include "model/tokenizer/tokenizer.h"
 #include "prometheus/registry.h"
 #include "server/auth.h"
-#include "server/http/chat_renderer.h"
+#include "server/chat_prompt.h"
 #include "server/tls.h"
 
 namespace kestrel::server::http {

@@ -1,8 +1,8 @@
-// The HTTP front end in process, over real sockets, on the demo model: the
-// OpenAI endpoints streamed and not, n, logprobs, stop strings, usage and
-// metrics, every error status, a 100 MB body, a client that goes away and
-// one that never reads (its request cancelled, its KV blocks back), API
-// keys, HTTPS, queue limits and drain.
+// The HTTP front end in process, over real sockets, on the random built-in
+// model: the OpenAI endpoints streamed and not, n, logprobs, stop strings,
+// usage and metrics, every error status, a 100 MB body, a client that goes
+// away and one that never reads (its request cancelled, its KV blocks
+// back), API keys, HTTPS, queue limits and drain.
 #include "server/http/http_server.h"
 
 #include <sys/socket.h>
@@ -35,16 +35,15 @@ using testing::WaitFor;
 // Jinja template (the HTTP layer must not care which renders).
 class LinesRenderer final : public ChatRenderer {
  public:
-  absl::StatusOr<std::string> Render(const Json& messages, const Json&, bool add_generation_prompt,
-                                     const Json&) const override {
+  absl::StatusOr<std::string> Render(const ChatInput& input) const override {
     std::string text;
-    for (const Json& message : messages) {
+    for (const Json& message : input.messages) {
       if (!message.contains("content") || !message["content"].is_string()) {
         return absl::InvalidArgumentError("content must be a string");
       }
       text += message["role"].get<std::string>() + ": " + message["content"].get<std::string>() + "\n";
     }
-    if (add_generation_prompt) text += "assistant:";
+    if (input.add_generation_prompt) text += "assistant:";
     return text;
   }
 };
@@ -55,12 +54,13 @@ struct ServerSetup {
   bool chat = true;
 };
 
-// The demo model, an engine and an HTTP server on a free loopback port.
+// The random built-in model (a byte tokenizer, so prompt sizes are exact), an
+// engine and an HTTP server on a free loopback port.
 class Fixture {
  public:
   explicit Fixture(ServerSetup setup = {}) {
     ModelLoadOptions load;
-    load.model = "demo";
+    load.model = "random";
     load.threads = 1;
     load.kv_cache_bytes = 32ull << 20;
     absl::StatusOr<LoadedModel> loaded = LoadModel(load);

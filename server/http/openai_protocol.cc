@@ -494,26 +494,20 @@ absl::StatusOr<OpenAiRequest> ParseChatRequest(absl::string_view body, const Par
   if (context.chat_renderer == nullptr) {
     return WithErrorCode(
         InvalidParam("messages",
-                     absl::StrCat("chat completions are not available: model \"",
-                                  context.model_name,
-                                  "\" has no chat template renderer; use /v1/completions")),
+                     absl::StrCat("chat completions are not available: model \"", context.model_name,
+                                  "\" has no chat template (no chat_template.jinja, no chat_template "
+                                  "in tokenizer_config.json); use /v1/completions")),
         "chat_template_unavailable");
   }
-  absl::StatusOr<std::string> text =
-      context.chat_renderer->Render(*messages, tools == nullptr ? Json() : *tools,
-                                    add_generation_prompt.value_or(true), kwargs);
-  if (!text.ok()) {
-    if (text.status().code() == absl::StatusCode::kInvalidArgument) {
-      return InvalidParam("messages", absl::StrCat("chat template: ", text.status().message()));
-    }
-    return text.status();
-  }
-  tokenizer::EncodeOptions encode;
-  encode.add_special_tokens = false;
-  encode.parse_special_tokens = true;
-  absl::StatusOr<std::vector<int32_t>> ids = context.tokenizer->Encode(*text, encode);
-  if (!ids.ok()) return InvalidParam("messages", absl::StrCat("messages: ", ids.status().message()));
-  if (ids->empty()) return InvalidParam("messages", "the rendered chat prompt is empty");
+  // The path gRPC's chat prompts take too (server/chat_prompt.h).
+  ChatInput input;
+  input.messages = *messages;
+  if (tools != nullptr) input.tools = *tools;
+  input.add_generation_prompt = add_generation_prompt.value_or(true);
+  input.template_kwargs = std::move(kwargs);
+  absl::StatusOr<std::vector<int32_t>> ids =
+      EncodeChat(context.chat_renderer, *context.tokenizer, std::move(input));
+  if (!ids.ok()) return InvalidParam("messages", ids.status().message());
   request.prompts.push_back(std::move(*ids));
   return request;
 }

@@ -16,7 +16,7 @@
 #include "engine/request.h"
 #include "model/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
-#include "server/http/chat_renderer.h"
+#include "server/chat_prompt.h"
 
 namespace kestrel::server::http {
 

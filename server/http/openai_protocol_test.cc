@@ -23,18 +23,17 @@ const tokenizer::Tokenizer& ByteTokenizer() {
 // "role: content" lines, then "assistant:" when asked.
 class LinesRenderer final : public ChatRenderer {
  public:
-  absl::StatusOr<std::string> Render(const Json& messages, const Json& tools,
-                                     bool add_generation_prompt, const Json& kwargs) const override {
-    last_tools = tools;
-    last_kwargs = kwargs;
+  absl::StatusOr<std::string> Render(const ChatInput& input) const override {
+    last_tools = input.tools;
+    last_kwargs = input.template_kwargs;
     std::string text;
-    for (const Json& message : messages) {
+    for (const Json& message : input.messages) {
       if (!message.contains("content") || !message["content"].is_string()) {
         return absl::InvalidArgumentError("content must be a string");
       }
       text += message["role"].get<std::string>() + ": " + message["content"].get<std::string>() + "\n";
     }
-    if (add_generation_prompt) text += "assistant:";
+    if (input.add_generation_prompt) text += "assistant:";
     return text;
   }
   mutable Json last_tools;
@@ -320,6 +319,10 @@ TEST_CASE("chat: errors") {
   ApiError rejected = error({{"messages", {{{"role", "user"}, {"content", nullptr}}}}}, &renderer);
   CHECK(rejected.http_status == 400);
   CHECK(rejected.message == "chat template: content must be a string");
+  const Json image = {{{"role", "user"},
+                       {"content", {{{"type", "image_url"}, {"image_url", {{"url", "x"}}}}}}}};
+  CHECK(error({{"messages", image}}, &renderer).message ==
+        "messages[0].content[0].type: only \"text\" parts are supported, got \"image_url\"");
   ApiError no_template = error({{"messages", user}}, nullptr);
   CHECK(no_template.http_status == 400);
   CHECK(no_template.code == "chat_template_unavailable");
