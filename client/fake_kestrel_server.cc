@@ -289,6 +289,7 @@ class FakeKestrelServer::Service final : public v1::Kestrel::CallbackService {
       response->set_bos_token_id(1);
       response->add_eos_token_ids(2);
       response->set_num_parameters(260000);
+      response->set_has_chat_template(server_->options_.has_chat_template);
     });
   }
 

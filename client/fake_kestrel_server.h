@@ -64,6 +64,8 @@ class FakeKestrelServer {
     int unavailable_unary_calls = 0;
     // When not empty, every Kestrel call must carry `Bearer <key>`.
     std::string required_api_key;
+    // What GetModelInfo says (chat prompts are answered like text ones).
+    bool has_chat_template = false;
   };
 
   static absl::StatusOr<std::unique_ptr<FakeKestrelServer>> Create(const Options& options);

@@ -34,8 +34,10 @@ constexpr char kDescription[] = R"(The command line for a Kestrel server (docs/c
 
 Commands:
   generate "prompt"      Stream a completion of the prompt to stdout.
-  chat                   Plain-text conversation: one user turn per stdin line;
-                         /reset starts over, /exit (or end of input) quits.
+  chat                   Conversation: one user turn per stdin line, rendered by
+                         the model's chat template (plain "User:/Assistant:"
+                         text when it has none); /reset starts over, /exit
+                         (or end of input) quits.
   tokenize "text"        Print the token ids of the text.
   detokenize 1 2 3       Print the text of the token ids.
   info                   Print the model and server information.
@@ -78,6 +80,7 @@ struct Flags {
   std::string cache_salt;
   std::string request_id;
   bool prompt_ids = false;
+  std::string system;
 };
 
 constexpr int kMaxLogprobs = 20;
@@ -122,6 +125,7 @@ void DeclareFlags(FlagSet& flags, Flags& f) {
   flags.Add("cache-salt", &f.cache_salt, "SALT", "Prefix-cache tenant separator");
   flags.Add("request-id", &f.request_id, "ID", "Request id (empty: the server makes one up)");
   flags.Add("prompt-ids", &f.prompt_ids, "The prompt is comma-separated token ids, not text");
+  flags.Add("system", &f.system, "TEXT", "chat: the system message opening the conversation");
 }
 
 enum ExitCode {
@@ -297,26 +301,53 @@ absl::Status StreamGenerate(Client& client, const v1::GenerateRequest& request, 
   return status;
 }
 
+// Reads user turns from stdin until /exit or the end of input. A model with
+// a chat template gets the conversation as messages (GenerateRequest.chat,
+// rendered by the server exactly as /v1/chat/completions renders it); one
+// without gets it as plain "User: ...\nAssistant:" text, with a stop string
+// that keeps the model from writing the user's next turn.
 absl::Status RunChat(Client& client, const Flags& f, const ParsedArgs& args) {
-  std::string conversation;
+  if (f.prompt_ids) return absl::InvalidArgumentError("chat takes text turns, not --prompt-ids");
+  ASSIGN_OR_RETURN(v1::ModelInfo model, client.GetModelInfo());
+  const bool templated = model.has_chat_template();
+  std::vector<std::pair<std::string, std::string>> turns;  // (role, content)
   std::string user;
-  // The conversation is the prompt; the stop string keeps the model from
-  // writing the user's next turn.
   const bool interactive = isatty(0);
   while (true) {
     if (interactive) std::cerr << "> " << std::flush;
     if (!std::getline(std::cin, user) || user == "/exit" || user == "/quit") break;
     if (user == "/reset") {
-      conversation.clear();
+      turns.clear();
       continue;
     }
     if (user.empty()) continue;
-    absl::StrAppend(&conversation, "User: ", user, "\nAssistant:");
-    ASSIGN_OR_RETURN(v1::GenerateRequest request, RequestFromFlags(conversation, f, args));
-    if (request.stopping().stop_size() == 0) request.mutable_stopping()->add_stop("\nUser:");
+    turns.emplace_back("user", user);
+    v1::GenerateRequest request;
+    if (templated) {
+      ASSIGN_OR_RETURN(request, RequestFromFlags("", f, args));
+      v1::ChatPrompt* chat = request.mutable_chat();
+      if (!f.system.empty()) {
+        v1::ChatMessage* system = chat->add_messages();
+        system->set_role("system");
+        system->set_content(f.system);
+      }
+      for (const auto& [role, content] : turns) {
+        v1::ChatMessage* message = chat->add_messages();
+        message->set_role(role);
+        message->set_content(content);
+      }
+    } else {
+      std::string conversation = f.system.empty() ? "" : absl::StrCat(f.system, "\n");
+      for (const auto& [role, content] : turns) {
+        absl::StrAppend(&conversation, role == "user" ? "User: " : "Assistant:", content, "\n");
+      }
+      absl::StrAppend(&conversation, "Assistant:");
+      ASSIGN_OR_RETURN(request, RequestFromFlags(conversation, f, args));
+      if (request.stopping().stop_size() == 0) request.mutable_stopping()->add_stop("\nUser:");
+    }
     std::string reply;
     RETURN_IF_ERROR(StreamGenerate(client, request, f.json, &reply));
-    absl::StrAppend(&conversation, reply, "\n");
+    turns.emplace_back("assistant", reply);
     if (g_interrupted.load()) break;
   }
   return absl::OkStatus();

@@ -119,6 +119,29 @@ TEST_CASE("chat keeps the conversation as the prompt") {
   CHECK(calls[1].request.stopping().stop(0) == "\nUser:");
 }
 
+TEST_CASE("chat sends messages to a model with a chat template") {
+  FakeKestrelServer::Options options;
+  options.has_chat_template = true;
+  auto fake = StartFake(options);
+  Result result = RunKestrel({"chat", "--address", fake->address(), "--max-tokens=2", "--system=Be kind."},
+                             "Hello\nHow are you?\n/reset\nAgain\n");
+  CHECK(result.exit_code == 0);
+  CHECK(result.out == " Once upon\n Once upon\n Once upon\n");
+  auto calls = fake->generate_calls();
+  REQUIRE(calls.size() == 3);
+  auto roles = [](const v1::GenerateRequest& request) {
+    std::vector<std::string> out;
+    for (const auto& m : request.chat().messages()) out.push_back(m.role() + ":" + m.content());
+    return out;
+  };
+  CHECK(roles(calls[0].request) == std::vector<std::string>{"system:Be kind.", "user:Hello"});
+  CHECK(roles(calls[1].request) == std::vector<std::string>{"system:Be kind.", "user:Hello",
+                                                            "assistant: Once upon", "user:How are you?"});
+  CHECK(roles(calls[2].request) == std::vector<std::string>{"system:Be kind.", "user:Again"});
+  CHECK(calls[1].request.stopping().stop_size() == 0);  // the template's end-of-turn token stops it
+  CHECK(calls[1].request.stopping().max_tokens() == 2);
+}
+
 TEST_CASE("tokenize, detokenize, info and health") {
   auto fake = StartFake();
   const std::string address = "--address=" + fake->address();
