@@ -4,7 +4,7 @@
 // Not a CI test: a load check to run by hand.
 //
 //   node benchmarks/sse_streams.js --url=http://127.0.0.1:8000 --pid=$(pidof kestrel-server) \
-//       --streams=1000 --max-tokens=900
+//       --streams=1000 --max-tokens=480
 'use strict';
 const fs = require('fs');
 const http = require('http');
@@ -15,7 +15,7 @@ const args = Object.fromEntries(process.argv.slice(2).map((a) => {
 }));
 const url = new URL(args.url || 'http://127.0.0.1:8000');
 const streams = Number(args.streams || 1000);
-const maxTokens = Number(args['max-tokens'] || 900);
+const maxTokens = Number(args['max-tokens'] || 480);
 const pid = args.pid;
 
 function serverStatus() {
