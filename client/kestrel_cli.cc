@@ -195,9 +195,9 @@ absl::StatusOr<v1::GenerateRequest> RequestFromFlags(const std::string& prompt, 
   }
   v1::SamplingParams* sampling = request.mutable_sampling();
   if (given("temperature")) sampling->set_temperature(f.temperature);
-  sampling->set_top_k(f.top_k);
+  if (given("top-k")) sampling->set_top_k(f.top_k);
   if (given("top-p")) sampling->set_top_p(f.top_p);
-  sampling->set_min_p(f.min_p);
+  if (given("min-p")) sampling->set_min_p(f.min_p);
   if (given("repetition-penalty")) {
     sampling->set_repetition_penalty(f.repetition_penalty);
   }

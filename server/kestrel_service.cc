@@ -48,11 +48,11 @@ struct PreparedCall {
 };
 
 absl::StatusOr<PreparedCall> PrepareCall(const kestrel::v1::GenerateRequest& request,
-                                         const tokenizer::Tokenizer& tokenizer,
-                                         const ChatRenderer* chat_renderer,
+                                         const RequestContext& request_context,
                                          const grpc::CallbackServerContext& context) {
+  const tokenizer::Tokenizer& tokenizer = *request_context.tokenizer;
   PreparedCall call;
-  ASSIGN_OR_RETURN(call.params, ToGenerateParams(request, tokenizer, chat_renderer, DeadlineOf(&context)));
+  ASSIGN_OR_RETURN(call.params, ToGenerateParams(request, request_context, DeadlineOf(&context)));
   if (call.params.request_id.empty()) call.params.request_id = NewRequestId();
   const kestrel::v1::OutputOptions& output = request.output();
   call.want_ids = !output.has_return_token_ids() || output.return_token_ids();
@@ -337,7 +337,13 @@ class CompleteSink final : public engine::RequestSink {
 
 KestrelService::KestrelService(KestrelServiceOptions options, engine::Engine* engine,
                                const tokenizer::Tokenizer* tokenizer)
-    : options_(std::move(options)), engine_(engine), tokenizer_(tokenizer), start_time_(absl::Now()) {}
+    : options_(std::move(options)),
+      engine_(engine),
+      tokenizer_(tokenizer),
+      request_context_{.tokenizer = tokenizer,
+                       .chat_renderer = options_.chat_renderer,
+                       .sampling_defaults = options_.sampling_defaults},
+      start_time_(absl::Now()) {}
 
 grpc::ServerWriteReactor<GenerateResponse>* KestrelService::Generate(
     grpc::CallbackServerContext* context, const kestrel::v1::GenerateRequest* request) {
@@ -347,7 +353,7 @@ grpc::ServerWriteReactor<GenerateResponse>* KestrelService::Generate(
   state->max_buffered = options_.max_buffered_events;
   auto* stream = new GenerateStream(state);
 
-  absl::StatusOr<PreparedCall> call = PrepareCall(*request, *tokenizer_, options_.chat_renderer, *context);
+  absl::StatusOr<PreparedCall> call = PrepareCall(*request, request_context_, *context);
   if (!call.ok()) {
     stream->Finish(ToGrpcStatus(call.status()));
     return stream;
@@ -387,7 +393,7 @@ grpc::ServerWriteReactor<GenerateResponse>* KestrelService::Generate(
 grpc::ServerUnaryReactor* KestrelService::Complete(grpc::CallbackServerContext* context,
                                                    const kestrel::v1::GenerateRequest* request,
                                                    kestrel::v1::CompleteResponse* response) {
-  absl::StatusOr<PreparedCall> prepared = PrepareCall(*request, *tokenizer_, options_.chat_renderer, *context);
+  absl::StatusOr<PreparedCall> prepared = PrepareCall(*request, request_context_, *context);
   if (!prepared.ok()) return FinishNow(context, ToGrpcStatus(prepared.status()));
 
   auto state = std::make_shared<CompleteState>();

@@ -14,6 +14,7 @@
 #include "kestrel/v1/kestrel.grpc.pb.h"
 #include "model/tokenizer/tokenizer.h"
 #include "server/chat_prompt.h"
+#include "server/request_convert.h"
 
 namespace kestrel::server {
 
@@ -30,6 +31,9 @@ struct KestrelServiceOptions {
   // Renders GenerateRequest.chat; null when the model has no chat template
   // (such requests fail with FAILED_PRECONDITION). Not owned.
   const ChatRenderer* chat_renderer = nullptr;
+  // Values of the sampling fields a request leaves unset (the model's
+  // generation_config.json defaults).
+  model::SamplingParams sampling_defaults;
 };
 
 // Thread-safe. `engine` and `tokenizer` are not owned and must outlive the
@@ -68,6 +72,7 @@ class KestrelService final : public kestrel::v1::Kestrel::CallbackService {
   const KestrelServiceOptions options_;
   engine::Engine* const engine_;                 // not owned
   const tokenizer::Tokenizer* const tokenizer_;  // not owned
+  const RequestContext request_context_;
   const absl::Time start_time_;
 
   std::atomic<bool> draining_{false};

@@ -15,6 +15,7 @@
 #include "absl/debugging/failure_signal_handler.h"
 #include "absl/debugging/symbolize.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "common/flags.h"
 #include "engine/engine.h"
@@ -61,6 +62,7 @@ struct Flags {
   bool mmap_weights = false;
   bool bf16_dot = true;
   std::string kv_cache_dtype = "auto";
+  std::string generation_config = "auto";
 
   int32_t max_num_batched_tokens = 2048;
   int32_t max_num_seqs = 256;
@@ -131,6 +133,12 @@ void DeclareFlags(FlagSet& flags, Flags& f) {
             "widens weights to F32 and multiplies exactly");
   flags.Add("kv-cache-dtype", &f.kv_cache_dtype, "auto|f32|bf16",
             "KV cache element type; auto = BF16 for BF16 checkpoints, else F32");
+  flags.Add("generation-config", &f.generation_config, "",
+            "auto: the sampling fields a request leaves unset take the model's "
+            "generation_config.json defaults (temperature, top_k, top_p, min_p, "
+            "repetition_penalty), as vLLM does; none: the API's own defaults. Its eos_token_id "
+            "always stops generation")
+      .Choices({"auto", "none"});
 
   flags.Section("Engine");
   flags.Add("max-num-batched-tokens", &f.max_num_batched_tokens, "N",
@@ -284,6 +292,7 @@ int Run(const Flags& f) {
   load.mmap_weights = f.mmap_weights;
   load.bf16_dot = f.bf16_dot;
   load.kv_cache_dtype = kv_dtype;
+  load.use_generation_config_defaults = f.generation_config == "auto";
   const absl::Time load_start = absl::Now();
   absl::StatusOr<LoadedModel> model = LoadModel(load);
   if (!model.ok()) {
@@ -298,6 +307,8 @@ int Run(const Flags& f) {
     spdlog::info("the demo model is stories260K by Andrej Karpathy (llama2.c, MIT licence, "
                  "trained on TinyStories), built into this binary");
   }
+  spdlog::info("sampling defaults from generation_config.json: {}; stop tokens: {}",
+               model->sampling_defaults_source, absl::StrJoin(model->eos_token_ids, ", "));
   spdlog::info("{}", model->chat_renderer != nullptr
                          ? "chat prompts (gRPC chat, /v1/chat/completions) use the model's chat template"
                          : "the model has no chat template: chat prompts are refused, text prompts work");
@@ -340,6 +351,7 @@ int Run(const Flags& f) {
   service_options.model_info = model->info;
   service_options.max_buffered_events = f.max_stream_buffer_events;
   service_options.chat_renderer = model->chat_renderer.get();
+  service_options.sampling_defaults = model->sampling_defaults;
   service_options.config = {
       {"model", load.model},
       {"max_model_len", std::to_string((*engine)->max_model_len())},
@@ -355,6 +367,8 @@ int Run(const Flags& f) {
       {"tls", f.tls_cert_file.empty() ? "off" : "on"},
       {"api_keys", f.api_keys_file.empty() ? "off" : "on"},
       {"http_listen", f.http_listen.empty() ? "off" : f.http_listen},
+      {"generation_config", f.generation_config},
+      {"sampling_defaults", model->sampling_defaults_source},
   };
   KestrelService service(service_options, engine->get(), model->tokenizer.get());
 
@@ -403,6 +417,7 @@ int Run(const Flags& f) {
     http_options.tls = tls;
     http_options.registry = registry;
     http_options.chat_renderer = model->chat_renderer.get();
+    http_options.sampling_defaults = model->sampling_defaults;
     absl::StatusOr<std::unique_ptr<http::HttpServer>> created =
         http::HttpServer::Create(std::move(http_options), engine->get(), model->tokenizer.get());
     if (!created.ok()) {

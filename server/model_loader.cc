@@ -1,5 +1,6 @@
 #include "server/model_loader.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <utility>
 
@@ -49,6 +50,7 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelLoadOptions& options) {
   std::string name = options.model_name;
 
   std::unique_ptr<model::Worker> worker;
+  model::GenerationConfig generation;
   if (model::IsBuiltinModel(options.model)) {
     // Built in (model/builtin_models.h): loaded from memory, no files.
     ASSIGN_OR_RETURN(model::BuiltinModel builtin, model::LoadBuiltinModel(options.model));
@@ -69,6 +71,8 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelLoadOptions& options) {
       // Errors name the file and the line.
       ASSIGN_OR_RETURN(loaded.chat_renderer, LoadChatRenderer(dir.string()));
     }
+    ASSIGN_OR_RETURN(const model::ModelConfig config, model::ModelConfig::LoadFromDir(dir));
+    ASSIGN_OR_RETURN(generation, model::GenerationConfig::LoadFromDir(dir, config.vocab_size));
     ASSIGN_OR_RETURN(std::unique_ptr<model::ModelWeights> weights,
                      model::ModelWeights::Load({.dir = dir, .storage = storage}));
     ASSIGN_OR_RETURN(worker, model::Worker::Create(worker_options, std::move(weights)));
@@ -96,6 +100,18 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelLoadOptions& options) {
         " but the model's vocab_size is ", config.vocab_size));
   }
   for (int64_t eos : config.eos_token_ids) loaded.eos_token_ids.push_back(static_cast<int32_t>(eos));
+  // Instruct models list their end-of-turn token only in
+  // generation_config.json (Llama 3's <|eot_id|>): generation stops at both.
+  for (int64_t eos : generation.eos_token_ids) {
+    if (std::find(loaded.eos_token_ids.begin(), loaded.eos_token_ids.end(), eos) ==
+        loaded.eos_token_ids.end()) {
+      loaded.eos_token_ids.push_back(static_cast<int32_t>(eos));
+    }
+  }
+  if (options.use_generation_config_defaults && generation.has_sampling_defaults()) {
+    loaded.sampling_defaults = generation.SamplingDefaults();
+    loaded.sampling_defaults_source = generation.DescribeSamplingDefaults();
+  }
   if (loaded.eos_token_ids.empty() && loaded.tokenizer != nullptr &&
       loaded.tokenizer->config().eos_id.has_value()) {
     loaded.eos_token_ids.push_back(*loaded.tokenizer->config().eos_id);

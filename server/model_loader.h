@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "engine/model_executor.h"
 #include "kestrel/v1/info.pb.h"
+#include "model/generation_config.h"
 #include "model/model_runner.h"
 #include "model/tokenizer/tokenizer.h"
 #include "server/chat_prompt.h"
@@ -49,6 +50,10 @@ struct ModelLoadOptions {
   // A directory without tokenizer.json is an error; false loads the model
   // without one (token ids only: kestrel-generate --prompt-ids).
   bool require_tokenizer = true;
+  // Take the sampling defaults of the directory's generation_config.json
+  // (vLLM's --generation-config auto); false: SamplingParams' own. Its
+  // eos_token_id always counts.
+  bool use_generation_config_defaults = true;
 };
 
 struct LoadedModel {
@@ -59,7 +64,12 @@ struct LoadedModel {
   // null when it has none (the built-in models have none).
   std::unique_ptr<ChatRenderer> chat_renderer;
   kestrel::v1::ModelInfo info;
+  // config.json's and generation_config.json's, and else the tokenizer's.
   std::vector<int32_t> eos_token_ids;
+  // Values of the sampling fields a request leaves unset, and what they are
+  // in words for the startup log ("temperature=0.6 top_p=0.9", "none").
+  model::SamplingParams sampling_defaults;
+  std::string sampling_defaults_source = "none";
   // The KV cache's element type once "auto" is resolved ("F32" or "BF16").
   std::string kv_cache_dtype;
   // What the model runs on: "cpu (avx512, 2 threads)", "cuda:0 (NVIDIA H200, ...)".

@@ -34,9 +34,9 @@ std::string TokenText(const tokenizer::Tokenizer& tokenizer, int32_t token) {
 }
 
 absl::StatusOr<engine::GenerateParams> ToGenerateParams(const kestrel::v1::GenerateRequest& request,
-                                                        const tokenizer::Tokenizer& tokenizer,
-                                                        const ChatRenderer* chat_renderer,
+                                                        const RequestContext& context,
                                                         absl::Time deadline) {
+  const tokenizer::Tokenizer& tokenizer = *context.tokenizer;
   engine::GenerateParams p;
   p.request_id = request.request_id();
   switch (request.prompt_case()) {
@@ -59,7 +59,7 @@ absl::StatusOr<engine::GenerateParams> ToGenerateParams(const kestrel::v1::Gener
       break;
     case kestrel::v1::GenerateRequest::kChat: {
       ASSIGN_OR_RETURN(ChatInput input, ChatInputFromProto(request.chat()));
-      absl::StatusOr<std::vector<int32_t>> ids = EncodeChat(chat_renderer, tokenizer, std::move(input));
+      absl::StatusOr<std::vector<int32_t>> ids = EncodeChat(context.chat_renderer, tokenizer, std::move(input));
       if (!ids.ok()) {
         return absl::Status(ids.status().code(), absl::StrCat("chat: ", ids.status().message()));
       }
@@ -72,14 +72,17 @@ absl::StatusOr<engine::GenerateParams> ToGenerateParams(const kestrel::v1::Gener
 
   const kestrel::v1::SamplingParams& s = request.sampling();
   model::SamplingParams& sampling = p.sampling;
+  sampling = context.sampling_defaults;
   if (s.has_temperature()) {
     if (!std::isfinite(s.temperature())) return Invalid("sampling.temperature", "finite", s.temperature());
     sampling.temperature = s.temperature();
   }
-  if (s.top_k() < 0) return Invalid("sampling.top_k", ">= 0", s.top_k());
-  sampling.top_k = s.top_k();
+  if (s.has_top_k()) {
+    if (s.top_k() < 0) return Invalid("sampling.top_k", ">= 0", s.top_k());
+    sampling.top_k = s.top_k();
+  }
   if (s.has_top_p()) sampling.top_p = s.top_p();
-  sampling.min_p = s.min_p();
+  if (s.has_min_p()) sampling.min_p = s.min_p();
   if (s.has_repetition_penalty()) sampling.repetition_penalty = s.repetition_penalty();
   sampling.presence_penalty = s.presence_penalty();
   sampling.frequency_penalty = s.frequency_penalty();

@@ -33,15 +33,24 @@ absl::StatusOr<std::vector<int32_t>> EncodeUserText(const tokenizer::Tokenizer& 
 // empty when the tokenizer cannot decode it.
 std::string TokenText(const tokenizer::Tokenizer& tokenizer, int32_t token);
 
+// What converting a request needs of the served model.
+struct RequestContext {
+  const tokenizer::Tokenizer* tokenizer = nullptr;  // not owned
+  // Renders chat prompts; null: the model has no chat template
+  // (FAILED_PRECONDITION). Not owned.
+  const ChatRenderer* chat_renderer = nullptr;
+  // The values of the sampling fields a request leaves unset: the model's
+  // generation_config.json defaults, else SamplingParams' own.
+  model::SamplingParams sampling_defaults;
+};
+
 // Builds engine parameters from `request`: tokenizes a text prompt (special
 // tokens written in user text are treated as plain text, so clients cannot
-// inject control tokens) or renders a chat prompt with `chat_renderer`
-// (EncodeChat; null: the model has none, FAILED_PRECONDITION), applies the
-// documented defaults, and sets the deadline. INVALID_ARGUMENT names the
-// offending field.
+// inject control tokens) or renders a chat prompt (EncodeChat), applies the
+// defaults (context.sampling_defaults, then the documented ones), and sets
+// the deadline. INVALID_ARGUMENT names the offending field.
 absl::StatusOr<engine::GenerateParams> ToGenerateParams(const kestrel::v1::GenerateRequest& request,
-                                                        const tokenizer::Tokenizer& tokenizer,
-                                                        const ChatRenderer* chat_renderer,
+                                                        const RequestContext& context,
                                                         absl::Time deadline);
 
 kestrel::v1::FinishReason ToProto(engine::FinishReason reason);

@@ -16,10 +16,17 @@ const tokenizer::Tokenizer& ByteTokenizer() {
   return *tokenizer;
 }
 
+RequestContext Context(const ChatRenderer* chat_renderer = nullptr) {
+  RequestContext context;
+  context.tokenizer = &ByteTokenizer();
+  context.chat_renderer = chat_renderer;
+  return context;
+}
+
 TEST_CASE("a text prompt is tokenized with special-token text kept as plain text") {
   kestrel::v1::GenerateRequest request;
   request.set_text("hi</s>");
-  auto p = ToGenerateParams(request, ByteTokenizer(), nullptr, absl::InfiniteFuture());
+  auto p = ToGenerateParams(request, Context(), absl::InfiniteFuture());
   REQUIRE(p.ok());
   // Six bytes, not "hi" + the </s> control token.
   CHECK(p->prompt_ids == std::vector<int32_t>{'h', 'i', '<', '/', 's', '>'});
@@ -28,7 +35,7 @@ TEST_CASE("a text prompt is tokenized with special-token text kept as plain text
 TEST_CASE("defaults follow the API documentation") {
   kestrel::v1::GenerateRequest request;
   request.mutable_token_ids()->add_ids(5);
-  auto p = ToGenerateParams(request, ByteTokenizer(), nullptr, absl::InfiniteFuture());
+  auto p = ToGenerateParams(request, Context(), absl::InfiniteFuture());
   REQUIRE(p.ok());
   CHECK(p->sampling.temperature == 1.0f);
   CHECK(p->sampling.top_p == 1.0f);
@@ -65,7 +72,7 @@ TEST_CASE("every field is carried over") {
   request.set_priority(4);
   request.set_cache_salt("tenant");
   const absl::Time deadline = absl::Now() + absl::Seconds(3);
-  auto p = ToGenerateParams(request, ByteTokenizer(), nullptr, deadline);
+  auto p = ToGenerateParams(request, Context(), deadline);
   REQUIRE(p.ok());
   CHECK(p->request_id == "abc");
   CHECK(p->sampling.temperature == 0.5f);
@@ -93,26 +100,59 @@ TEST_CASE("every field is carried over") {
 
 TEST_CASE("malformed prompts are refused naming the field") {
   kestrel::v1::GenerateRequest none;
-  auto p = ToGenerateParams(none, ByteTokenizer(), nullptr, absl::InfiniteFuture());
+  auto p = ToGenerateParams(none, Context(), absl::InfiniteFuture());
   CHECK(p.status().code() == absl::StatusCode::kInvalidArgument);
   CHECK_THAT(std::string(p.status().message()), Catch::Contains("prompt is missing"));
 
   kestrel::v1::GenerateRequest empty_ids;
   empty_ids.mutable_token_ids();
-  p = ToGenerateParams(empty_ids, ByteTokenizer(), nullptr, absl::InfiniteFuture());
+  p = ToGenerateParams(empty_ids, Context(), absl::InfiniteFuture());
   CHECK_THAT(std::string(p.status().message()), Catch::Contains("token_ids.ids"));
 
   kestrel::v1::GenerateRequest bad_utf8;
   bad_utf8.set_text("\xff\xfe");
-  p = ToGenerateParams(bad_utf8, ByteTokenizer(), nullptr, absl::InfiniteFuture());
+  p = ToGenerateParams(bad_utf8, Context(), absl::InfiniteFuture());
   CHECK(p.status().code() == absl::StatusCode::kInvalidArgument);
   CHECK_THAT(std::string(p.status().message()), Catch::StartsWith("text"));
 
   kestrel::v1::GenerateRequest bad_k;
   bad_k.set_text("x");
   bad_k.mutable_sampling()->set_top_k(-3);
-  p = ToGenerateParams(bad_k, ByteTokenizer(), nullptr, absl::InfiniteFuture());
+  p = ToGenerateParams(bad_k, Context(), absl::InfiniteFuture());
   CHECK_THAT(std::string(p.status().message()), Catch::Contains("sampling.top_k must be >= 0, got -3"));
+}
+
+TEST_CASE("unset sampling fields take the model's defaults, set ones override them") {
+  RequestContext context = Context();
+  context.sampling_defaults.temperature = 0.6f;
+  context.sampling_defaults.top_p = 0.9f;
+  context.sampling_defaults.top_k = 20;
+  context.sampling_defaults.min_p = 0.05f;
+  context.sampling_defaults.repetition_penalty = 1.05f;
+  kestrel::v1::GenerateRequest request;
+  request.mutable_token_ids()->add_ids(5);
+  auto p = ToGenerateParams(request, context, absl::InfiniteFuture());
+  REQUIRE(p.ok());
+  CHECK(p->sampling.temperature == 0.6f);
+  CHECK(p->sampling.top_p == 0.9f);
+  CHECK(p->sampling.top_k == 20);
+  CHECK(p->sampling.min_p == 0.05f);
+  CHECK(p->sampling.repetition_penalty == 1.05f);
+
+  // Explicit values win, including the ones that disable a filter.
+  kestrel::v1::SamplingParams* s = request.mutable_sampling();
+  s->set_temperature(0);
+  s->set_top_p(1);
+  s->set_top_k(0);
+  s->set_min_p(0);
+  s->set_repetition_penalty(1);
+  p = ToGenerateParams(request, context, absl::InfiniteFuture());
+  REQUIRE(p.ok());
+  CHECK(p->sampling.temperature == 0.0f);
+  CHECK(p->sampling.top_p == 1.0f);
+  CHECK(p->sampling.top_k == 0);
+  CHECK(p->sampling.min_p == 0.0f);
+  CHECK(p->sampling.repetition_penalty == 1.0f);
 }
 
 TEST_CASE("a chat prompt is rendered by the model's template, special tokens parsed") {
@@ -129,7 +169,8 @@ TEST_CASE("a chat prompt is rendered by the model's template, special tokens par
   message->set_role("user");
   message->set_content("hi</s>");
   request.set_add_special_tokens(true);  // does not apply: the template writes BOS
-  auto p = ToGenerateParams(request, ByteTokenizer(), &renderer, absl::InfiniteFuture());
+  const RequestContext with_template = Context(&renderer);
+  auto p = ToGenerateParams(request, with_template, absl::InfiniteFuture());
   REQUIRE(p.ok());
   std::vector<int32_t> expected = {256};  // <s>, written by the template
   for (char c : std::string("user: hi")) expected.push_back(c);
@@ -138,16 +179,16 @@ TEST_CASE("a chat prompt is rendered by the model's template, special tokens par
   CHECK(p->prompt_ids == expected);
 
   // A model without a template refuses chat prompts; errors name the field.
-  p = ToGenerateParams(request, ByteTokenizer(), nullptr, absl::InfiniteFuture());
+  p = ToGenerateParams(request, Context(), absl::InfiniteFuture());
   CHECK(p.status().code() == absl::StatusCode::kFailedPrecondition);
   CHECK_THAT(std::string(p.status().message()), Catch::StartsWith("chat: the model has no chat template"));
   request.mutable_chat()->set_tools_json("not json");
-  p = ToGenerateParams(request, ByteTokenizer(), &renderer, absl::InfiniteFuture());
+  p = ToGenerateParams(request, with_template, absl::InfiniteFuture());
   CHECK(p.status().code() == absl::StatusCode::kInvalidArgument);
   CHECK_THAT(std::string(p.status().message()), Catch::StartsWith("chat.tools_json: not valid JSON"));
   request.mutable_chat()->clear_tools_json();
   request.mutable_chat()->clear_messages();
-  p = ToGenerateParams(request, ByteTokenizer(), &renderer, absl::InfiniteFuture());
+  p = ToGenerateParams(request, with_template, absl::InfiniteFuture());
   CHECK(p.status().message() == "chat.messages must hold at least one message, got 0");
 }
 

@@ -428,6 +428,7 @@ HttpServerImpl::HttpServerImpl(HttpServerOptions options, engine::Engine* engine
   parse_context_.model_name = options_.model_name;
   parse_context_.vocab_size = engine_->vocab_size();
   parse_context_.chat_renderer = options_.chat_renderer;
+  parse_context_.sampling_defaults = options_.sampling_defaults;
 }
 
 absl::Status HttpServerImpl::MakeTlsContext() {

@@ -49,6 +49,9 @@ struct HttpServerOptions {
   // template and /v1/chat/completions answers 400. Not owned; must outlive
   // the server.
   const ChatRenderer* chat_renderer = nullptr;
+  // Values of the sampling fields a request leaves out (the model's
+  // generation_config.json defaults).
+  model::SamplingParams sampling_defaults;
 };
 
 class HttpServerImpl;

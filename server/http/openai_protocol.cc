@@ -150,6 +150,7 @@ absl::Status ParseCommon(const Json& body, const ParseContext& context, OpenAiRe
   RETURN_IF_ERROR(CheckModel(body, context));
   engine::GenerateParams& params = request.params;
   model::SamplingParams& sampling = params.sampling;
+  sampling = context.sampling_defaults;
 
   ASSIGN_OR_RETURN(std::optional<double> temperature, Number(body, "temperature"));
   if (temperature) {

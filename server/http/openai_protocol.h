@@ -87,6 +87,9 @@ struct ParseContext {
   int64_t vocab_size = 0;
   // Null: the model has no chat template; chat requests are refused (400).
   const ChatRenderer* chat_renderer = nullptr;  // not owned
+  // Values of the sampling fields a request leaves out (the model's
+  // generation_config.json defaults).
+  model::SamplingParams sampling_defaults;
 };
 
 // POST /v1/completions. The prompt is a string, an array of strings, an

@@ -253,6 +253,27 @@ TEST_CASE("malformed JSON and non-object bodies are 400") {
   CHECK(ToApiError(list.status()).message == "request body must be a JSON object, got [1,2]");
 }
 
+TEST_CASE("fields a request leaves out take the model's sampling defaults") {
+  ParseContext context = Context();
+  context.sampling_defaults.temperature = 0.7f;
+  context.sampling_defaults.top_k = 20;
+  context.sampling_defaults.top_p = 0.8f;
+  context.sampling_defaults.repetition_penalty = 1.05f;
+  auto plain = ParseCompletionRequest(Json{{"prompt", "x"}}.dump(), context);
+  REQUIRE(plain.ok());
+  CHECK(plain->params.sampling.temperature == 0.7f);
+  CHECK(plain->params.sampling.top_k == 20);
+  CHECK(plain->params.sampling.top_p == 0.8f);
+  CHECK(plain->params.sampling.repetition_penalty == 1.05f);
+  Json set = {{"prompt", "x"}, {"temperature", 0}, {"top_k", -1}, {"top_p", 1}, {"repetition_penalty", 1}};
+  auto overridden = ParseCompletionRequest(set.dump(), context);
+  REQUIRE(overridden.ok());
+  CHECK(overridden->params.sampling.temperature == 0.0f);
+  CHECK(overridden->params.sampling.top_k == 0);
+  CHECK(overridden->params.sampling.top_p == 1.0f);
+  CHECK(overridden->params.sampling.repetition_penalty == 1.0f);
+}
+
 TEST_CASE("an unknown model is 404 model_not_found") {
   ApiError error = CompletionError({{"model", "gpt-9"}, {"prompt", "x"}});
   CHECK(error.http_status == 404);
