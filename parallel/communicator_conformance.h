@@ -29,6 +29,8 @@ struct CommunicatorHarness {
       int size, absl::Duration timeout)>
       create;
   // Device memory the communicators accept, and copies to and from it.
+  // Called on rank threads: they abort the process on failure (Catch2
+  // assertions are not thread-safe).
   std::function<void*(size_t bytes)> allocate;
   std::function<void(void*)> free;
   std::function<void(void* device, const void* host, size_t bytes)> upload;

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -178,8 +179,8 @@ absl::StatusOr<std::vector<std::unique_ptr<Communicator>>> NcclCommunicator::Cre
   for (int rank = 0; rank < size; ++rank) {
     if (options.devices.empty()) devices.push_back(rank);
     if (devices[rank] < 0 || devices[rank] >= device_count) {
-      return absl::InvalidArgumentError(absl::StrCat("rank ", rank, "'s CUDA device must be in [0, ",
-                                                     device_count, "), got ", devices[rank]));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "rank ", rank, "'s CUDA device must be in [0, ", device_count, "), got ", devices[rank]));
     }
   }
 
@@ -303,13 +304,16 @@ absl::Status NcclCommunicator::Run(const CollectiveArgs& args, const void* send,
     return status;
   }
   RETURN_IF_ERROR(state_->Record(rank_, sequence, args));
-  const std::string what =
-      absl::StrCat(args.Describe(), " (collective #", sequence, ") on rank ", rank_);
+  // For messages only: built when something failed.
+  const auto what = [&] {
+    return absl::StrCat(args.Describe(), " (collective #", sequence, ") on rank ", rank_);
+  };
   absl::Status status;
   {
     std::lock_guard<std::mutex> lock(handle_->mu);
     if (handle_->comm == nullptr) return state_->abort_status();
-    status = cuda::CudaStatus(cudaSetDevice(device_), what);
+    const cudaError_t set_device = cudaSetDevice(device_);
+    if (set_device != cudaSuccess) status = cuda::CudaStatus(set_device, what());
     if (status.ok()) {
       // Gathers and broadcasts move bytes, so every dtype works.
       const size_t bytes = static_cast<size_t>(args.count * kernels::DTypeSize(args.dtype));
@@ -326,7 +330,7 @@ absl::Status NcclCommunicator::Run(const CollectiveArgs& args, const void* send,
           result = ncclBroadcast(send, recv, bytes, ncclUint8, args.root, handle_->comm, stream_);
           break;
       }
-      status = NcclStatus(result, handle_->comm, what);
+      if (result != ncclSuccess) status = NcclStatus(result, handle_->comm, what());
     }
     if (!status.ok() && state_->aborted()) {
       // The failure is the abort's doing (the emulation ends a pending
@@ -339,19 +343,17 @@ absl::Status NcclCommunicator::Run(const CollectiveArgs& args, const void* send,
     state_->Abort(status.message());
     return status;
   }
-  return WaitForStream(args, sequence);
+  return WaitForStream(what);
 }
 
-absl::Status NcclCommunicator::WaitForStream(const CollectiveArgs& args, int64_t sequence) {
+absl::Status NcclCommunicator::WaitForStream(const std::function<std::string()>& what) {
   const auto start = std::chrono::steady_clock::now();
   const auto timeout = absl::ToChronoNanoseconds(state_->timeout());
   for (int polls = 0;; ++polls) {
     const cudaError_t query = cudaStreamQuery(stream_);
     if (query == cudaSuccess) return absl::OkStatus();
-    const std::string what =
-        absl::StrCat(args.Describe(), " (collective #", sequence, ") on rank ", rank_);
     absl::Status status;
-    if (query != cudaErrorNotReady) status = cuda::CudaStatus(query, what);
+    if (query != cudaErrorNotReady) status = cuda::CudaStatus(query, what());
     if (status.ok() && state_->aborted()) {
       std::lock_guard<std::mutex> lock(handle_->mu);
       handle_->AbortLocked();
@@ -363,12 +365,12 @@ absl::Status NcclCommunicator::WaitForStream(const CollectiveArgs& args, int64_t
       if (handle_->comm != nullptr &&
           ncclCommGetAsyncError(handle_->comm, &async_error) == ncclSuccess &&
           async_error != ncclSuccess && async_error != ncclInProgress) {
-        status = NcclStatus(async_error, handle_->comm, what);
+        status = NcclStatus(async_error, handle_->comm, what());
       }
     }
     if (status.ok() && timeout.count() > 0 && std::chrono::steady_clock::now() - start > timeout) {
-      status = absl::DeadlineExceededError(
-          absl::StrCat(what, " did not complete within ", absl::FormatDuration(state_->timeout())));
+      status = absl::DeadlineExceededError(absl::StrCat(
+          what(), " did not complete within ", absl::FormatDuration(state_->timeout())));
     }
     if (!status.ok()) {
       state_->Abort(status.message());

@@ -12,7 +12,9 @@
 #define KESTREL_PARALLEL_NCCL_COMMUNICATOR_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -82,7 +84,8 @@ class NcclCommunicator final : public Communicator {
   NcclCommunicator(std::shared_ptr<NcclGroupState> state, int rank, int size, int device,
                    cudaStream_t stream, bool owns_stream);
   absl::Status Run(const CollectiveArgs& args, const void* send, void* recv);
-  absl::Status WaitForStream(const CollectiveArgs& args, int64_t sequence);
+  // Waits for the collective just enqueued; `what` names it in errors.
+  absl::Status WaitForStream(const std::function<std::string()>& what);
 
   // Constant after construction.
   const std::shared_ptr<NcclGroupState> state_;

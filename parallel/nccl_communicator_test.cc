@@ -3,6 +3,9 @@
 // `nccl_communicator_test_gpu` on real NCCL (as many ranks as GPUs).
 #include "parallel/nccl_communicator.h"
 
+#include <cstdio>
+#include <cstdlib>
+
 #include <catch2/catch.hpp>
 
 #include "parallel/communicator_conformance.h"
@@ -15,6 +18,13 @@ constexpr bool kEmulated = true;
 #else
 constexpr bool kEmulated = false;
 #endif
+
+// For the harness's copies, which run on rank threads (no Catch2 there).
+void CheckCuda(cudaError_t error, const char* what) {
+  if (error == cudaSuccess) return;
+  std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(error));
+  std::abort();
+}
 
 int DeviceCount() {
   int count = 0;
@@ -38,10 +48,10 @@ const testing::CommunicatorHarness& testing::Harness() {
       },
       .free = [](void* p) { (void)cudaFree(p); },
       .upload = [](void* device, const void* host, size_t bytes) {
-        REQUIRE(cudaMemcpy(device, host, bytes, cudaMemcpyHostToDevice) == cudaSuccess);
+        CheckCuda(cudaMemcpy(device, host, bytes, cudaMemcpyHostToDevice), "upload");
       },
       .download = [](void* host, const void* device, size_t bytes) {
-        REQUIRE(cudaMemcpy(host, device, bytes, cudaMemcpyDeviceToHost) == cudaSuccess);
+        CheckCuda(cudaMemcpy(host, device, bytes, cudaMemcpyDeviceToHost), "download");
       },
       .max_size = kEmulated ? 4 : DeviceCount(),
       // The emulation sums in rank order; NCCL's rings and trees do not.
