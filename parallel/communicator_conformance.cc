@@ -415,13 +415,16 @@ TEST_CASE("A collective waiting past the timeout fails naming the missing rank")
   // Emulated NCCL collectives block inside NCCL (synchronous streams).
   if (!Harness().timeout_ends_wait || !Fits(2)) return;
   auto group = CreateGroup(2, absl::Milliseconds(200));
+  std::atomic<bool> timed_out{false};
   const std::vector<absl::Status> statuses = RunRanks(2, [&](int r) {
     DeviceMemory buffer(sizeof(float));
     buffer.Upload(std::vector<float>{1.0f});
     if (r == 1) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(600));
+      // Rank 1 comes only after rank 0 gave up on it.
+      while (!timed_out.load()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     } else {
       absl::Status s = group[0]->AllReduceSum(buffer.data(), buffer.data(), 1, DType::kF32);
+      timed_out.store(true);
       if (!absl::IsDeadlineExceeded(s)) return s;
     }
     return group[r]->AllReduceSum(buffer.data(), buffer.data(), 1, DType::kF32);
