@@ -175,6 +175,7 @@ absl::StatusOr<std::vector<std::unique_ptr<Communicator>>> NcclCommunicator::Cre
   }
   int device_count = 0;
   RETURN_IF_ERROR(cuda::CudaStatus(cudaGetDeviceCount(&device_count), "counting CUDA devices"));
+  if (device_count == 0) return absl::UnavailableError("NCCL group: no CUDA device");
   std::vector<int> devices = options.devices;
   for (int rank = 0; rank < size; ++rank) {
     if (options.devices.empty()) devices.push_back(rank);
@@ -201,7 +202,6 @@ absl::StatusOr<std::vector<std::unique_ptr<Communicator>>> NcclCommunicator::Cre
     if (status.ok() && options.streams.empty()) {
       status = cuda::CudaStatus(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking),
                                 absl::StrCat("rank ", rank, ": creating its stream"));
-      if (!status.ok()) break;
     }
     if (status.ok()) {
       members.push_back(std::unique_ptr<NcclCommunicator>(new NcclCommunicator(
