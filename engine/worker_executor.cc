@@ -30,13 +30,25 @@ absl::StatusOr<std::unique_ptr<WorkerExecutor>> WorkerExecutor::Create(
     return absl::InvalidArgumentError(
         absl::StrCat("tensor_parallel_size must be >= 1, got ", n));
   }
+  if (n > 1 && options.worker.device != "cpu") {
+    return absl::UnimplementedError(absl::StrCat(
+        "tensor_parallel_size ", n, " runs on the CPU backend only for now, got device \"",
+        options.worker.device, "\" (the NCCL communicator is not wired to the CUDA backend yet)"));
+  }
   std::unique_ptr<WorkerExecutor> e(new WorkerExecutor());
   e->fault_injection_ = options.fault_injection;
+  model::Worker::Options per_rank = options.worker;
+  if (n > 1) {
+    if (per_rank.threads == 0) {
+      per_rank.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / n);
+    }
+    per_rank.runner.kv_cache_bytes /= static_cast<uint64_t>(n);
+  }
   if (n > 1) {
     ASSIGN_OR_RETURN(e->comms_, parallel::InProcessCommunicator::CreateGroup({.size = n}));
   }
   for (int r = 0; r < n; ++r) {
-    model::Worker::Options worker = options.worker;
+    model::Worker::Options worker = per_rank;
     worker.rank = r;
     worker.runner.communicator = n > 1 ? e->comms_[r].get() : nullptr;
     absl::StatusOr<std::unique_ptr<model::Worker>> w = model::Worker::Create(worker, weights);

@@ -46,7 +46,12 @@ class WorkerExecutor final : public ModelExecutor {
     // and intermediate counts must divide (model/shard.h).
     int tensor_parallel_size = 1;
     // Every rank's worker: device, threads per rank, runner options. Its
-    // rank and runner.communicator are set per rank.
+    // rank and runner.communicator are set per rank. With N > 1 ranks:
+    // the device must be "cpu" (the NCCL communicator is not wired to the
+    // CUDA backend yet); threads = 0 gives each rank 1/N of the CPUs; and
+    // runner.kv_cache_bytes is the budget of all ranks together (each gets
+    // 1/N, and holds 1/N of the KV heads, so the block count stays that of
+    // one rank).
     model::Worker::Options worker = {};
     // Caps prompt plus output; 0 takes the runner's context.
     int max_model_len = 0;
@@ -78,6 +83,8 @@ class WorkerExecutor final : public ModelExecutor {
   // Rank 0's runner.
   const model::ModelRunner& runner() const { return workers_.front()->runner(); }
   const model::Worker& worker(int rank) const { return *workers_[rank]; }
+  // REQUIRES: no step is running (its backend is the rank's to use).
+  model::Worker& worker(int rank) { return *workers_[rank]; }
   int num_workers() const { return static_cast<int>(workers_.size()); }
   int tensor_parallel_size() const { return num_workers(); }
   // Rank threads running now (0 without tensor parallelism): for tests.

@@ -32,9 +32,9 @@ std::shared_ptr<const model::ModelWeights> Load(const fs::path& dir) {
   return std::shared_ptr<const model::ModelWeights>(std::move(*weights));
 }
 
-// An offline engine on `tp` ranks of one thread each. The KV budget is
-// per rank and a rank holds 1/tp of the KV heads, so `kv_bytes` / tp keeps
-// the block count the same across TP sizes.
+// An offline engine on `tp` ranks of one thread each. `kv_bytes` is the
+// budget of all ranks, each holding 1/tp of the KV heads: the block count
+// is the same across TP sizes.
 std::unique_ptr<OfflineEngine> Make(std::shared_ptr<const model::ModelWeights> weights, int tp,
                                     EngineOptions options = {},
                                     uint64_t kv_bytes = 16ull << 20,
@@ -43,7 +43,7 @@ std::unique_ptr<OfflineEngine> Make(std::shared_ptr<const model::ModelWeights> w
   WorkerExecutor::Options o;
   o.tensor_parallel_size = tp;
   o.worker.threads = 1;
-  o.worker.runner.kv_cache_bytes = kv_bytes / tp;
+  o.worker.runner.kv_cache_bytes = kv_bytes;
   o.worker.runner.bf16_dot = false;
   o.fault_injection = std::move(fault);
   for (int64_t id : weights->config().eos_token_ids) {
@@ -256,6 +256,11 @@ TEST_CASE("tensor_parallel_size that does not divide the model is refused", "[tp
   CHECK(std::string(e.status().message()).find("num_attention_heads (8)") != std::string::npos);
   o.tensor_parallel_size = 0;
   CHECK(!WorkerExecutor::Create(o, weights).ok());
+  o.tensor_parallel_size = 2;
+  o.worker.device = "cuda";
+  e = WorkerExecutor::Create(o, weights);
+  REQUIRE(!e.ok());
+  CHECK(e.status().code() == absl::StatusCode::kUnimplemented);
 }
 
 }  // namespace
