@@ -13,6 +13,11 @@
 // logits, and sampling on the device. Only the sampled tokens (and asked-for
 // logprobs) come back to the host; full logits only when asked.
 //
+// With a communicator (Options::communicator) the runner is one
+// tensor-parallel rank: it computes its heads, KV heads, MLP columns and
+// lm_head rows (model/shard.h) and all-reduces after o_proj, down_proj and
+// lm_head; rank 0 samples (docs/parallel.md).
+//
 //   ASSIGN_OR_RETURN(auto worker, Worker::Create({}, weights));  // model/worker.h
 //   std::vector<int32_t> blocks = {0};                  // from the block manager
 //   SequenceInput seq{.token_ids = prompt, .position = 0, .block_table = blocks,
@@ -106,7 +111,8 @@ absl::StatusOr<KvCacheDType> ParseKvCacheDType(std::string_view name);
 class ModelRunner {
  public:
   struct Options {
-    // Bytes for the paged KV cache over all layers (default 256 MiB).
+    // Bytes for this runner's paged KV cache over all layers (default 256
+    // MiB); with tensor parallelism, this rank's pool of its KV heads.
     uint64_t kv_cache_bytes = 256ull << 20;
     // When in (0, 1] (a GPU's --gpu-memory-utilization), the KV cache gets
     // what is left of this share of the device's memory once the weights
