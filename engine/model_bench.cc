@@ -183,7 +183,9 @@ absl::StatusOr<Result> Bench(const std::string& dir, SafetensorsCheckpoint::Stor
   auto llm_or = OfflineEngine::Create(options, std::move(*executor), nullptr);
   if (!llm_or.ok()) return llm_or.status();
   OfflineEngine& llm = **llm_or;
-  const double threads = flags_.threads > 0 ? flags_.threads : std::thread::hardware_concurrency();
+  // Compute threads of all ranks together (threads = 0 shares the CPUs).
+  const double threads = flags_.threads > 0 ? flags_.threads * flags_.tensor_parallel_size
+                                            : std::thread::hardware_concurrency();
   auto greedy = [](std::vector<int32_t> prompt, int max_tokens) {
     GenerateParams p;
     p.prompt_ids = std::move(prompt);
