@@ -166,6 +166,13 @@ class ModelRunner {
   kernels::DType kv_cache_dtype() const { return kv_->dtype(); }
   int64_t max_context_len() const { return max_context_len_; }
   const Shard& shard() const { return shard_; }
+  // Bytes of weights this runner copied into device memory: 0 on the CPU
+  // backend, whose shards are views of the checkpoint.
+  uint64_t uploaded_weight_bytes() const {
+    uint64_t total = 0;
+    for (const kernels::DeviceBuffer& b : uploaded_) total += b.size();
+    return total;
+  }
   // Replaces the communicator (a new group after the old one was aborted).
   // REQUIRES: same rank and size as the one given at Create; not during Step.
   void set_communicator(parallel::Communicator* communicator) {

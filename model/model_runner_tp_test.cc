@@ -40,6 +40,8 @@ std::vector<std::vector<float>> TpLogits(std::shared_ptr<const ModelWeights> wei
                                         .communicator = (*comms)[r].get()}},
                             weights);
     REQUIRE(w.ok());
+    // Zero-copy: the shard's weights are views of the one checkpoint.
+    CHECK((*w)->runner().uploaded_weight_bytes() == 0);
     workers.push_back(std::move(*w));
   }
   const std::vector<int32_t> blocks = {3, 7, 1, 4};
