@@ -43,8 +43,6 @@ absl::StatusOr<std::unique_ptr<WorkerExecutor>> WorkerExecutor::Create(
       per_rank.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / n);
     }
     per_rank.runner.kv_cache_bytes /= static_cast<uint64_t>(n);
-  }
-  if (n > 1) {
     ASSIGN_OR_RETURN(e->comms_, parallel::InProcessCommunicator::CreateGroup({.size = n}));
   }
   for (int r = 0; r < n; ++r) {
@@ -216,16 +214,16 @@ absl::Status WorkerExecutor::Execute(const ExecuteInput& in, ExecuteOutput* out)
   step_in.return_logits = !in.return_logits.empty();
   RETURN_IF_ERROR(RunOnAllRanks(step_in));
   // Rank 0's draws (and logits) are the step's.
-  model::StepOutput& out_ = rank_out_.front();
-  out->sampled.swap(out_.sampled);
+  model::StepOutput& rank0 = rank_out_.front();
+  out->sampled.swap(rank0.sampled);
   out->logits.clear();
   if (!in.return_logits.empty()) {
-    const size_t vocab = static_cast<size_t>(out_.vocab_size);
+    const size_t vocab = static_cast<size_t>(rank0.vocab_size);
     for (int32_t s : in.return_logits) {
-      const size_t first = static_cast<size_t>(out_.first_row[s]);
+      const size_t first = static_cast<size_t>(rank0.first_row[s]);
       const size_t n = step.scheduled[s].token_ids.size();
-      out->logits.insert(out->logits.end(), out_.logits.begin() + first * vocab,
-                         out_.logits.begin() + (first + n) * vocab);
+      out->logits.insert(out->logits.end(), rank0.logits.begin() + first * vocab,
+                         rank0.logits.begin() + (first + n) * vocab);
     }
   }
   return absl::OkStatus();

@@ -108,6 +108,31 @@ TEST_CASE("stories260K: TP = 1, 2, 4 give the golden greedy tokens and the same 
   }
 }
 
+TEST_CASE("prompt logits at TP = 2 and 4 are TP = 1's", "[tp][golden]") {
+  KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
+  auto weights = Load(dir);
+  GenerateParams p = Request({1, 403, 407, 261, 378, 300, 17}, 2);
+  p.return_prompt_logits = true;
+  std::vector<float> tp1;
+  for (int tp : {1, 2, 4}) {
+    auto results = Make(weights, tp)->Generate({p});
+    REQUIRE(results.ok());
+    const std::vector<float>& logits = (*results)[0].prompt_logits;
+    REQUIRE(logits.size() == 7 * 512);
+    if (tp == 1) {
+      tp1 = logits;
+      continue;
+    }
+    float worst = 0, scale = 0;
+    for (size_t i = 0; i < logits.size(); ++i) {
+      worst = std::max(worst, std::abs(logits[i] - tp1[i]));
+      scale = std::max(scale, std::abs(tp1[i]));
+    }
+    INFO("TP = " << tp << ": largest |logit| " << scale << ", largest difference " << worst);
+    CHECK(worst < 1e-5f * scale);
+  }
+}
+
 TEST_CASE("synthetic Qwen2 (biases, tied embeddings): TP = 1, 2, 4 give the same tokens",
           "[tp]") {
   const char* tmp = std::getenv("TEST_TMPDIR");
