@@ -74,6 +74,7 @@ absl::Status WorkerExecutor::Init(int max_model_len) {
   const int n = static_cast<int>(workers_.size());
   rank_status_.assign(n, absl::OkStatus());
   rank_out_.resize(n);
+  rank_time_.assign(n, absl::ZeroDuration());
   if (n > 1 || fault_injection_ != nullptr) {
     for (int r = 0; r < n; ++r) threads_.emplace_back([this, r] { RankLoop(r); });
   }
@@ -100,9 +101,11 @@ void WorkerExecutor::RankLoop(int rank) {
       seen = generation_;
       step = step_;
     }
+    const absl::Time start = absl::Now();
     absl::Status s = absl::OkStatus();
     if (fault_injection_ != nullptr) s = fault_injection_(rank, seen - 1);
     if (s.ok()) s = workers_[rank]->Execute(*step, &rank_out_[rank]);
+    rank_time_[rank] = absl::Now() - start;
     // The others may be waiting in a collective for this rank: release them.
     if (!s.ok() && !comms_.empty()) {
       comms_[rank]->Abort(absl::StrCat("rank ", rank, " failed: ", s.message()));
@@ -216,6 +219,11 @@ absl::Status WorkerExecutor::Execute(const ExecuteInput& in, ExecuteOutput* out)
   // Rank 0's draws (and logits) are the step's.
   model::StepOutput& rank0 = rank_out_.front();
   out->sampled.swap(rank0.sampled);
+  if (threads_.empty()) {
+    out->rank_step_times.clear();
+  } else {
+    out->rank_step_times = rank_time_;
+  }
   out->logits.clear();
   if (!in.return_logits.empty()) {
     const size_t vocab = static_cast<size_t>(rank0.vocab_size);

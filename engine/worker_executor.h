@@ -121,6 +121,7 @@ class WorkerExecutor final : public ModelExecutor {
   // engine thread once pending_ is 0 (the mutex orders the two).
   std::vector<absl::Status> rank_status_;
   std::vector<model::StepOutput> rank_out_;
+  std::vector<absl::Duration> rank_time_;
   int64_t steps_ = 0;  // Execute calls so far (engine thread only)
 
   // Reused across steps (engine thread only).

@@ -270,6 +270,35 @@ TEST_CASE("a failing rank ends the step's requests with INTERNAL and nothing han
   }
 }
 
+TEST_CASE("a step reports each rank's time with tensor parallelism, none without", "[tp]") {
+  KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
+  auto weights = Load(dir);
+  const std::vector<int32_t> tokens = {1, 403, 407, 261, 378};
+  const std::vector<int32_t> blocks = {0};
+  scheduler::StepOutput step;
+  scheduler::ScheduledSequence& seq = step.scheduled.emplace_back();
+  seq.token_ids = absl::MakeConstSpan(tokens);
+  seq.block_table = absl::MakeConstSpan(blocks);
+  seq.is_prefill = true;
+  seq.samples = true;
+  seq.num_samples = 1;
+  const kernels::SampleRow row{.logits_row = 0, .temperature = 0.0f};
+  for (int tp : {1, 2}) {
+    WorkerExecutor::Options o;
+    o.tensor_parallel_size = tp;
+    o.worker.threads = 1;
+    o.worker.runner.kv_cache_bytes = 1 << 20;
+    auto executor = WorkerExecutor::Create(o, weights);
+    REQUIRE(executor.ok());
+    ExecuteOutput out;
+    REQUIRE((*executor)->Execute({.step = &step, .samples = {&row, 1}}, &out).ok());
+    REQUIRE(out.sampled.size() == 1);
+    CHECK(out.sampled[0].token == 432);  // stories260K's greedy continuation
+    CHECK(out.rank_step_times.size() == (tp == 1 ? 0u : 2u));
+    for (absl::Duration d : out.rank_step_times) CHECK(d > absl::ZeroDuration());
+  }
+}
+
 TEST_CASE("tensor_parallel_size that does not divide the model is refused", "[tp]") {
   KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
   auto weights = Load(dir);
