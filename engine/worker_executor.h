@@ -50,8 +50,8 @@ class WorkerExecutor final : public ModelExecutor {
     // the device must be "cpu" (the NCCL communicator is not wired to the
     // CUDA backend yet); threads = 0 gives each rank 1/N of the CPUs; and
     // runner.kv_cache_bytes is the budget of all ranks together (each gets
-    // 1/N, and holds 1/N of the KV heads, so the block count stays that of
-    // one rank).
+    // 1/N; holding 1/N of the KV heads, the block count stays that of one
+    // rank, or shrinks when KV heads are replicated).
     model::Worker::Options worker = {};
     // Caps prompt plus output; 0 takes the runner's context.
     int max_model_len = 0;
