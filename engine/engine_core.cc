@@ -425,6 +425,7 @@ EngineCore::StepStats EngineCore::Step(absl::Time now) {
     sample.num_preemptions = stats.preemptions;
     sample.prefix_cache_queried_tokens = prefix_queried;
     sample.prefix_cache_hit_tokens = prefix_hits;
+    sample.rank_step_times = output_.rank_step_times;
     metrics_->RecordStep(sample);
   }
   return stats;

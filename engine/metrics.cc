@@ -162,6 +162,11 @@ struct EngineMetrics::Families {
                           .Help("Wall time of one engine step (schedule, model, sample).")
                           .Register(registry)
                           .Add(labels, LatencyBuckets())),
+        rank_step_duration(prometheus::BuildHistogram()
+                               .Name("kestrel_rank_step_duration_seconds")
+                               .Help("Wall time of one tensor-parallel rank's part of a model "
+                                     "step (compute and collectives).")
+                               .Register(registry)),
         step_batch_size(prometheus::BuildHistogram()
                             .Name("kestrel_step_batch_size")
                             .Help("Sequences in one engine step.")
@@ -226,6 +231,7 @@ struct EngineMetrics::Families {
   Counter& preemptions;
   Counter& steps;
   Histogram& step_duration;
+  Family<Histogram>& rank_step_duration;  // series per rank, added when seen
   Histogram& step_batch_size;
   Histogram& step_tokens;
   Histogram& queue_time;
@@ -245,6 +251,11 @@ void EngineMetrics::RecordStep(const StepSample& step) {
   Families& f = *families_;
   f.steps.Increment();
   f.step_duration.Observe(Seconds(step.duration));
+  for (size_t r = 0; r < step.rank_step_times.size(); ++r) {
+    // Add returns the existing series for labels it has seen.
+    f.rank_step_duration.Add(With(f.labels, "rank", std::to_string(r)), LatencyBuckets())
+        .Observe(Seconds(step.rank_step_times[r]));
+  }
   f.step_batch_size.Observe(step.num_sequences);
   f.step_tokens.Observe(step.num_prefill_tokens + step.num_decode_tokens);
   // Counter::Increment ignores negative amounts; the max() makes the intent

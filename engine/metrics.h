@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -35,6 +36,9 @@ struct StepSample {
   // Prompt tokens admitted this step, and those served by the prefix cache.
   int prefix_cache_queried_tokens = 0;
   int prefix_cache_hit_tokens = 0;
+  // [rank] with tensor parallelism: each rank's time in the model step.
+  // Not owned; may be empty.
+  std::span<const absl::Duration> rank_step_times = {};
 };
 
 // One finished request (all its sequences).
@@ -72,6 +76,8 @@ struct RequestSample {
 //   kestrel_preemptions_total{model}                        counter
 //   kestrel_steps_total{model}                              counter
 //   kestrel_step_duration_seconds{model}                    histogram
+//   kestrel_rank_step_duration_seconds{model,rank}          histogram, with
+//       tensor parallelism only: each rank's part of the model step
 //   kestrel_step_batch_size{model}                          histogram (sequences)
 //   kestrel_step_tokens{model}                              histogram (tokens)
 //   kestrel_request_queue_time_seconds{model}               histogram

@@ -332,6 +332,28 @@ TEST_CASE("RecordStep: step counters and per-step histograms") {
   CHECK(e.Value("kestrel_step_tokens_sum", kModel) == 104);
 }
 
+TEST_CASE("RecordStep: a series per tensor-parallel rank, none without ranks") {
+  prometheus::Registry registry;
+  EngineMetrics metrics(registry, "stories");
+  StepSample step;
+  step.duration = absl::Milliseconds(10);
+  metrics.RecordStep(step);
+  CHECK(Exposition(registry).text().find("kestrel_rank_step_duration_seconds_count") ==
+        std::string::npos);
+  const std::vector<absl::Duration> ranks = {absl::Microseconds(1500), absl::Microseconds(3500)};
+  step.rank_step_times = ranks;
+  metrics.RecordStep(step);
+  metrics.RecordStep(step);
+  Exposition e(registry);
+  const std::string name = "kestrel_rank_step_duration_seconds";
+  CHECK(e.Value(name + "_count", With(kModel, "rank", "0")) == 2);
+  CHECK(e.Value(name + "_count", With(kModel, "rank", "1")) == 2);
+  CHECK(e.Value(name + "_sum", With(kModel, "rank", "1")) == Approx(0.007));
+  CHECK(e.Value(name + "_bucket", With(With(kModel, "rank", "0"), "le", "0.002")) == 2);
+  CHECK(e.Value(name + "_bucket", With(With(kModel, "rank", "1"), "le", "0.002")) == 0);
+  CHECK(e.Value(name + "_bucket", With(With(kModel, "rank", "1"), "le", "0.004")) == 2);
+}
+
 TEST_CASE("RecordLoad: gauges follow the latest sample; used = total - free") {
   prometheus::Registry registry;
   EngineMetrics metrics(registry, "stories");

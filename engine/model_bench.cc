@@ -45,6 +45,7 @@ struct Flags {
   std::string model;
   std::string device = "cpu";
   int32_t threads = 2;
+  int32_t tensor_parallel_size = 1;
   int32_t prompt_len = 512;
   int32_t decode_steps = 32;
   std::string batches = "1,8,32";
@@ -136,20 +137,23 @@ absl::StatusOr<Result> Bench(const std::string& dir, SafetensorsCheckpoint::Stor
   auto weights_or = model::ModelWeights::Load({.dir = dir, .storage = storage});
   if (!weights_or.ok()) return weights_or.status();
   std::shared_ptr<const model::ModelWeights> weights = std::move(*weights_or);
-  auto worker = model::Worker::Create({.device = flags_.device,
-                                       .threads = flags_.threads,
-                                       .runner = {.kv_cache_bytes = 1ull << 30,
-                                                  .bf16_dot = flags_.bf16_dot,
-                                                  .kv_cache_dtype = *kv_dtype}},
-                                      weights);
-  if (!worker.ok()) return worker.status();
+  WorkerExecutor::Options executor_options;
+  executor_options.tensor_parallel_size = flags_.tensor_parallel_size;
+  executor_options.worker = {.device = flags_.device,
+                             .threads = flags_.threads,
+                             .runner = {.kv_cache_bytes = 1ull << 30,
+                                        .bf16_dot = flags_.bf16_dot,
+                                        .kv_cache_dtype = *kv_dtype}};
+  auto executor = WorkerExecutor::Create(executor_options, weights);
+  if (!executor.ok()) return executor.status();
+  model::Worker* worker = &(*executor)->worker(0);
   std::printf("  loaded in %.1f s (%s) on %s\n", Seconds(t0),
               storage == SafetensorsCheckpoint::Storage::kAnonymous ? "anonymous memory"
                                                                     : "file mmap",
-              (*worker)->Describe().c_str());
+              worker->Describe().c_str());
   std::optional<DeviceCopyProbe> device_probe;
   if (flags_.device != "cpu") {
-    auto created = DeviceCopyProbe::Create((*worker)->backend().device());
+    auto created = DeviceCopyProbe::Create(worker->backend().device());
     if (!created.ok()) return created.status();
     device_probe.emplace(std::move(*created));
   }
@@ -159,7 +163,7 @@ absl::StatusOr<Result> Bench(const std::string& dir, SafetensorsCheckpoint::Stor
   } else if (cpu_probe != nullptr) {
     probe = [cpu_probe] { return cpu_probe->Measure(1).median_gbs; };
   }
-  const model::ModelRunner& r = (*worker)->runner();
+  const model::ModelRunner& r = worker->runner();
   const double weight_bytes = static_cast<double>(weights->matrix_bytes_per_token());
   std::printf("  KV cache %s, %lld blocks of %lld tokens\n", kernels::DTypeName(r.kv_cache_dtype()),
               static_cast<long long>(r.num_kv_blocks()), static_cast<long long>(r.block_size()));
@@ -167,10 +171,6 @@ absl::StatusOr<Result> Bench(const std::string& dir, SafetensorsCheckpoint::Stor
     std::printf("  weight bytes read per decode step: %.3f GB\n", weight_bytes / 1e9);
   }
   const int64_t vocab = r.config().vocab_size;
-  std::vector<std::unique_ptr<model::Worker>> workers;
-  workers.push_back(std::move(*worker));
-  auto executor = WorkerExecutor::Create(std::move(workers), 0);
-  if (!executor.ok()) return executor.status();
   int max_batch = 1;
   for (int b : batches) max_batch = std::max(max_batch, b);
   EngineOptions options;
@@ -183,7 +183,9 @@ absl::StatusOr<Result> Bench(const std::string& dir, SafetensorsCheckpoint::Stor
   auto llm_or = OfflineEngine::Create(options, std::move(*executor), nullptr);
   if (!llm_or.ok()) return llm_or.status();
   OfflineEngine& llm = **llm_or;
-  const double threads = flags_.threads > 0 ? flags_.threads : std::thread::hardware_concurrency();
+  // Compute threads of all ranks together (threads = 0 shares the CPUs).
+  const double threads = flags_.threads > 0 ? flags_.threads * flags_.tensor_parallel_size
+                                            : std::thread::hardware_concurrency();
   auto greedy = [](std::vector<int32_t> prompt, int max_tokens) {
     GenerateParams p;
     p.prompt_ids = std::move(prompt);
@@ -291,7 +293,13 @@ int Main() {
     batches.push_back(batch);
   }
   const int threads = flags_.threads;
-  std::printf("model: %s, threads: %d, %s\n", dir.c_str(), threads,
+  if (flags_.tensor_parallel_size < 1) {
+    std::fprintf(stderr, "model_bench: --tensor-parallel-size must be >= 1, got %d\n",
+                 flags_.tensor_parallel_size);
+    return kExitUsage;
+  }
+  std::printf("model: %s, threads: %d, tensor parallel: %d, %s\n", dir.c_str(), threads,
+              flags_.tensor_parallel_size,
               flags_.bf16_dot ? "bf16 dot products" : "exact BF16 (widened to F32)");
 
   // The probe has its own pool of the same size; its workers sleep at once
@@ -347,7 +355,9 @@ int main(int argc, char** argv) {
   flags.Add("model", &f.model, "DIR", "Model directory").DefaultText("synthetic tinyllama-1.1b BF16");
   flags.Add("device", &f.device, "cpu|cuda|cuda:N",
             "Backend; on a GPU the bandwidth probe is a device-to-device copy");
-  flags.Add("threads", &f.threads, "N", "CPU compute threads");
+  flags.Add("threads", &f.threads, "N", "CPU compute threads (per tensor-parallel rank)");
+  flags.Add("tensor-parallel-size", &f.tensor_parallel_size, "N",
+            "Shard the model across N ranks on threads (CPU only, docs/parallel.md)");
   flags.Add("prompt-len", &f.prompt_len, "N", "Prefill prompt length; 0 = skip the prefill");
   flags.Add("decode-steps", &f.decode_steps, "N", "Timed decode steps per batch size");
   flags.Add("batches", &f.batches, "B,...", "Decode batch sizes");

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "kernels/ops.h"
 #include "model/sampler.h"
 #include "scheduler/scheduler.h"
@@ -40,6 +41,9 @@ struct ExecuteOutput {
   // For each ExecuteInput::return_logits entry, in order: that sequence's
   // new tokens' logits, [n_new, vocab] each, concatenated.
   std::vector<float> logits;
+  // [rank] with tensor parallelism: each rank's wall time in the step
+  // (compute plus waiting in collectives); empty with one rank.
+  std::vector<absl::Duration> rank_step_times;
 };
 
 // Not thread-safe: only the engine's step loop calls it.

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "parallel/in_process_communicator.h"
 
 namespace kestrel::engine {
 
@@ -12,16 +13,153 @@ absl::StatusOr<std::unique_ptr<WorkerExecutor>> WorkerExecutor::Create(
     std::vector<std::unique_ptr<model::Worker>> workers, int max_model_len) {
   if (workers.size() != 1 || workers.front() == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "WorkerExecutor needs exactly one worker (tensor parallelism is not built yet), got ",
+        "WorkerExecutor::Create takes one prebuilt worker (tensor parallelism builds its own "
+        "through Options), got ",
         workers.size()));
   }
-  const int context = static_cast<int>(workers.front()->runner().max_context_len());
+  std::unique_ptr<WorkerExecutor> e(new WorkerExecutor());
+  e->workers_ = std::move(workers);
+  RETURN_IF_ERROR(e->Init(max_model_len));
+  return e;
+}
+
+absl::StatusOr<std::unique_ptr<WorkerExecutor>> WorkerExecutor::Create(
+    const Options& options, std::shared_ptr<const model::ModelWeights> weights) {
+  const int n = options.tensor_parallel_size;
+  if (n < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor_parallel_size must be >= 1, got ", n));
+  }
+  if (n > 1 && options.worker.device != "cpu") {
+    return absl::UnimplementedError(absl::StrCat(
+        "tensor_parallel_size ", n, " runs on the CPU backend only for now, got device \"",
+        options.worker.device, "\" (the NCCL communicator is not wired to the CUDA backend yet)"));
+  }
+  std::unique_ptr<WorkerExecutor> e(new WorkerExecutor());
+  e->fault_injection_ = options.fault_injection;
+  model::Worker::Options per_rank = options.worker;
+  if (n > 1) {
+    if (per_rank.threads == 0) {
+      per_rank.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / n);
+    }
+    per_rank.runner.kv_cache_bytes /= static_cast<uint64_t>(n);
+    ASSIGN_OR_RETURN(e->comms_, parallel::InProcessCommunicator::CreateGroup({.size = n}));
+  }
+  for (int r = 0; r < n; ++r) {
+    model::Worker::Options worker = per_rank;
+    worker.rank = r;
+    worker.runner.communicator = n > 1 ? e->comms_[r].get() : nullptr;
+    absl::StatusOr<std::unique_ptr<model::Worker>> w = model::Worker::Create(worker, weights);
+    if (!w.ok()) {
+      if (n == 1) return w.status();
+      return absl::Status(w.status().code(), absl::StrCat("tensor-parallel rank ", r, " of ", n,
+                                                          ": ", w.status().message()));
+    }
+    e->workers_.push_back(std::move(*w));
+  }
+  RETURN_IF_ERROR(e->Init(options.max_model_len));
+  return e;
+}
+
+absl::Status WorkerExecutor::Init(int max_model_len) {
+  const int context = static_cast<int>(workers_.front()->runner().max_context_len());
   if (max_model_len < 0 || max_model_len > context) {
     return absl::InvalidArgumentError(absl::StrCat("max_model_len must be in [0, ", context,
                                                    "] (the model's context), got ", max_model_len));
   }
-  if (max_model_len == 0) max_model_len = context;
-  return std::unique_ptr<WorkerExecutor>(new WorkerExecutor(std::move(workers), max_model_len));
+  max_model_len_ = max_model_len == 0 ? context : max_model_len;
+  int64_t blocks = workers_.front()->runner().num_kv_blocks();
+  for (const auto& w : workers_) blocks = std::min(blocks, w->runner().num_kv_blocks());
+  num_kv_blocks_ = static_cast<int>(blocks);
+  const int n = static_cast<int>(workers_.size());
+  rank_status_.assign(n, absl::OkStatus());
+  rank_out_.resize(n);
+  rank_time_.assign(n, absl::ZeroDuration());
+  if (n > 1 || fault_injection_ != nullptr) {
+    for (int r = 0; r < n; ++r) threads_.emplace_back([this, r] { RankLoop(r); });
+  }
+  return absl::OkStatus();
+}
+
+WorkerExecutor::~WorkerExecutor() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  start_cv_.notify_all();
+  for (std::thread& t : threads_) t.join();
+}
+
+void WorkerExecutor::RankLoop(int rank) {
+  int64_t seen = 0;
+  while (true) {
+    const model::StepInput* step = nullptr;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      start_cv_.wait(lock, [&] { return stop_ || generation_ > seen; });
+      if (stop_) return;
+      seen = generation_;
+      step = step_;
+    }
+    const absl::Time start = absl::Now();
+    absl::Status s = absl::OkStatus();
+    if (fault_injection_ != nullptr) s = fault_injection_(rank, seen - 1);
+    if (s.ok()) s = workers_[rank]->Execute(*step, &rank_out_[rank]);
+    rank_time_[rank] = absl::Now() - start;
+    // The others may be waiting in a collective for this rank: release them.
+    if (!s.ok() && !comms_.empty()) {
+      comms_[rank]->Abort(absl::StrCat("rank ", rank, " failed: ", s.message()));
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      rank_status_[rank] = std::move(s);
+      if (--pending_ == 0) done_cv_.notify_one();
+    }
+  }
+}
+
+absl::Status WorkerExecutor::RunOnAllRanks(const model::StepInput& step) {
+  const int64_t k = steps_++;
+  if (threads_.empty()) return workers_.front()->Execute(step, &rank_out_.front());
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    step_ = &step;
+    pending_ = static_cast<int>(workers_.size());
+    ++generation_;
+    start_cv_.notify_all();
+    done_cv_.wait(lock, [&] { return pending_ == 0; });
+    step_ = nullptr;
+  }
+  // The failing rank's own error, not the ABORTED its peers saw because of it.
+  int failed = -1;
+  for (int r = 0; r < num_workers(); ++r) {
+    if (rank_status_[r].ok()) continue;
+    if (failed < 0 || (rank_status_[failed].code() == absl::StatusCode::kAborted &&
+                       rank_status_[r].code() != absl::StatusCode::kAborted)) {
+      failed = r;
+    }
+  }
+  if (failed < 0) return absl::OkStatus();
+  absl::Status error = absl::InternalError(absl::StrCat(
+      "tensor-parallel rank ", failed, " of ", num_workers(), " failed at step ", k, ": ",
+      rank_status_[failed].message()));
+  if (!comms_.empty()) {
+    if (absl::Status rebuilt = RebuildGroup(); !rebuilt.ok()) {
+      return absl::InternalError(absl::StrCat(error.message(), "; rebuilding the group failed: ",
+                                              rebuilt.message()));
+    }
+  }
+  return error;
+}
+
+absl::Status WorkerExecutor::RebuildGroup() {
+  // Every rank thread is idle (the step is over), so no runner is using
+  // the old communicators.
+  ASSIGN_OR_RETURN(std::vector<std::unique_ptr<parallel::Communicator>> comms,
+                   parallel::InProcessCommunicator::CreateGroup({.size = num_workers()}));
+  for (int r = 0; r < num_workers(); ++r) workers_[r]->runner().set_communicator(comms[r].get());
+  comms_ = std::move(comms);
+  return absl::OkStatus();
 }
 
 absl::Status WorkerExecutor::Execute(const ExecuteInput& in, ExecuteOutput* out) {
@@ -77,18 +215,23 @@ absl::Status WorkerExecutor::Execute(const ExecuteInput& in, ExecuteOutput* out)
   step_in.samples = samples_;
   step_in.adjust = in.adjust;
   step_in.return_logits = !in.return_logits.empty();
-  // One rank today; with tensor parallelism every worker runs the step and
-  // rank 0's draws are the step's.
-  RETURN_IF_ERROR(workers_.front()->Execute(step_in, &out_));
-  out->sampled.swap(out_.sampled);
+  RETURN_IF_ERROR(RunOnAllRanks(step_in));
+  // Rank 0's draws (and logits) are the step's.
+  model::StepOutput& rank0 = rank_out_.front();
+  out->sampled.swap(rank0.sampled);
+  if (threads_.empty()) {
+    out->rank_step_times.clear();
+  } else {
+    out->rank_step_times = rank_time_;
+  }
   out->logits.clear();
   if (!in.return_logits.empty()) {
-    const size_t vocab = static_cast<size_t>(out_.vocab_size);
+    const size_t vocab = static_cast<size_t>(rank0.vocab_size);
     for (int32_t s : in.return_logits) {
-      const size_t first = static_cast<size_t>(out_.first_row[s]);
+      const size_t first = static_cast<size_t>(rank0.first_row[s]);
       const size_t n = step.scheduled[s].token_ids.size();
-      out->logits.insert(out->logits.end(), out_.logits.begin() + first * vocab,
-                         out_.logits.begin() + (first + n) * vocab);
+      out->logits.insert(out->logits.end(), rank0.logits.begin() + first * vocab,
+                         rank0.logits.begin() + (first + n) * vocab);
     }
   }
   return absl::OkStatus();

@@ -44,6 +44,12 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(
   r->device_ = &backend->device();
   r->ops_ = &backend->ops();
   const ModelConfig& c = r->weights_->config();
+  parallel::Communicator* comm = options.communicator;
+  ASSIGN_OR_RETURN(r->shard_, ComputeShard(c, comm == nullptr ? 0 : comm->rank(),
+                                           comm == nullptr ? 1 : comm->size()));
+  r->q_size_ = r->shard_.num_q_heads * c.head_dim;
+  r->kv_size_ = r->shard_.num_kv_heads * c.head_dim;
+  r->intermediate_ = r->shard_.intermediate;
   RETURN_IF_ERROR(r->UploadWeights());
 
   kernels::DType kv_dtype = kernels::DType::kF32;
@@ -67,7 +73,7 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(
     ASSIGN_OR_RETURN(kv_bytes, r->KvBudgetFromUtilization(options.memory_utilization));
   }
   ASSIGN_OR_RETURN(r->kv_, KvPool::Create({.num_layers = c.num_hidden_layers,
-                                           .num_kv_heads = c.num_key_value_heads,
+                                           .num_kv_heads = r->shard_.num_kv_heads,
                                            .head_dim = c.head_dim,
                                            .block_size = options.block_size,
                                            .memory_budget_bytes = kv_bytes,
@@ -125,12 +131,14 @@ absl::StatusOr<Matrix> ModelRunner::DeviceMatrix(const Matrix& m) {
   return out;
 }
 
-absl::StatusOr<const float*> ModelRunner::DeviceVector(const Vec& v) {
+absl::StatusOr<const float*> ModelRunner::DeviceVector(const Vec& v, int64_t begin,
+                                                       int64_t end) {
   if (v.empty()) return nullptr;
-  if (device_->host_memory()) return v.data();
+  if (end < 0) end = static_cast<int64_t>(v.size());
+  if (device_->host_memory()) return v.data() + begin;
   ASSIGN_OR_RETURN(kernels::DeviceBuffer buffer,
-                   device_->Allocate(v.size() * sizeof(float), "norm weights and biases"));
-  RETURN_IF_ERROR(device_->CopyToDevice(buffer.data(), v.data(), buffer.size()));
+                   device_->Allocate((end - begin) * sizeof(float), "norm weights and biases"));
+  RETURN_IF_ERROR(device_->CopyToDevice(buffer.data(), v.data() + begin, buffer.size()));
   const float* out = buffer.as<float>();
   uploaded_.push_back(std::move(buffer));
   return out;
@@ -138,29 +146,43 @@ absl::StatusOr<const float*> ModelRunner::DeviceVector(const Vec& v) {
 
 absl::Status ModelRunner::UploadWeights() {
   const ModelWeights& w = *weights_;
+  const Shard& sh = shard_;
+  const int64_t hd = config().head_dim;
+  // The embedding is replicated: every rank gathers its rows from the whole
+  // table (a view of the checkpoint on host memory, so nothing is copied).
   ASSIGN_OR_RETURN(embed_tokens_, DeviceMatrix(w.embed_tokens()));
-  // A tied lm_head is the embedding matrix itself: upload it once.
-  if (w.lm_head().data == w.embed_tokens().data) {
+  // lm_head is vocab-parallel: this rank's rows. A whole tied lm_head is the
+  // embedding matrix itself: upload it once.
+  if (sh.size == 1 && w.lm_head().data == w.embed_tokens().data) {
     lm_head_ = embed_tokens_;
   } else {
-    ASSIGN_OR_RETURN(lm_head_, DeviceMatrix(w.lm_head()));
+    ASSIGN_OR_RETURN(lm_head_, DeviceMatrix(w.lm_head().RowSlice(
+                                   sh.vocab_begin, sh.vocab_begin + sh.vocab_count)));
   }
   ASSIGN_OR_RETURN(final_norm_, DeviceVector(w.final_norm()));
+  const int64_t q0 = sh.q_head_begin * hd, q1 = q0 + sh.num_q_heads * hd;
+  const int64_t kv0 = sh.kv_head_begin * hd, kv1 = kv0 + sh.num_kv_heads * hd;
+  const int64_t i0 = sh.intermediate_begin, i1 = i0 + sh.intermediate;
   for (const LayerWeights& l : w.layers()) {
     LayerView& v = layers_.emplace_back();
-    ASSIGN_OR_RETURN(v.q_proj, DeviceMatrix(l.q_proj));
-    ASSIGN_OR_RETURN(v.k_proj, DeviceMatrix(l.k_proj));
-    ASSIGN_OR_RETURN(v.v_proj, DeviceMatrix(l.v_proj));
-    ASSIGN_OR_RETURN(v.o_proj, DeviceMatrix(l.o_proj));
-    ASSIGN_OR_RETURN(v.gate_proj, DeviceMatrix(l.gate_proj));
-    ASSIGN_OR_RETURN(v.up_proj, DeviceMatrix(l.up_proj));
-    ASSIGN_OR_RETURN(v.down_proj, DeviceMatrix(l.down_proj));
+    // Column-parallel: q/k/v and gate/up take this rank's output rows;
+    // row-parallel: o_proj and down_proj take the matching input columns.
+    ASSIGN_OR_RETURN(v.q_proj, DeviceMatrix(l.q_proj.RowSlice(q0, q1)));
+    ASSIGN_OR_RETURN(v.k_proj, DeviceMatrix(l.k_proj.RowSlice(kv0, kv1)));
+    ASSIGN_OR_RETURN(v.v_proj, DeviceMatrix(l.v_proj.RowSlice(kv0, kv1)));
+    ASSIGN_OR_RETURN(v.o_proj, DeviceMatrix(l.o_proj.ColSlice(q0, q1)));
+    ASSIGN_OR_RETURN(v.gate_proj, DeviceMatrix(l.gate_proj.RowSlice(i0, i1)));
+    ASSIGN_OR_RETURN(v.up_proj, DeviceMatrix(l.up_proj.RowSlice(i0, i1)));
+    ASSIGN_OR_RETURN(v.down_proj, DeviceMatrix(l.down_proj.ColSlice(i0, i1)));
     ASSIGN_OR_RETURN(v.input_norm, DeviceVector(l.input_norm));
     ASSIGN_OR_RETURN(v.post_attention_norm, DeviceVector(l.post_attention_norm));
-    ASSIGN_OR_RETURN(v.q_bias, DeviceVector(l.q_bias));
-    ASSIGN_OR_RETURN(v.k_bias, DeviceVector(l.k_bias));
-    ASSIGN_OR_RETURN(v.v_bias, DeviceVector(l.v_bias));
-    ASSIGN_OR_RETURN(v.o_bias, DeviceVector(l.o_bias));
+    ASSIGN_OR_RETURN(v.q_bias, DeviceVector(l.q_bias, q0, q1));
+    ASSIGN_OR_RETURN(v.k_bias, DeviceVector(l.k_bias, kv0, kv1));
+    ASSIGN_OR_RETURN(v.v_bias, DeviceVector(l.v_bias, kv0, kv1));
+    // A row-parallel layer's bias is added once, by rank 0.
+    if (sh.rank == 0) {
+      ASSIGN_OR_RETURN(v.o_bias, DeviceVector(l.o_bias));
+    }
     ASSIGN_OR_RETURN(v.q_norm, DeviceVector(l.q_norm));
     ASSIGN_OR_RETURN(v.k_norm, DeviceVector(l.k_norm));
   }
@@ -313,10 +335,25 @@ absl::Status ModelRunner::Linear(const float* x, int64_t ldx, const Matrix& w, c
   return ops_->Gemm(p);
 }
 
+absl::Status ModelRunner::RowParallelLinear(const float* in, int64_t ld_in, const Matrix& w,
+                                            const float* bias, int64_t T) {
+  const int64_t H = config().hidden_size;
+  float* x = x_.as<float>();
+  parallel::Communicator* comm = options_.communicator;
+  if (comm == nullptr || shard_.size == 1) return Linear(in, ld_in, w, bias, x, H, T, true);
+  // x + sum over ranks of partial_r (+ bias): rank 0 adds its partial (and
+  // the bias, null on other ranks) to the residual, the others overwrite x
+  // with theirs, and the in-place all-reduce sums them in rank order, so the
+  // residual and the bias count once.
+  RETURN_IF_ERROR(Linear(in, ld_in, w, bias, x, H, T, /*accumulate=*/shard_.rank == 0));
+  return comm->AllReduceSum(x, x, T * H, kernels::DType::kF32);
+}
+
 absl::Status ModelRunner::Layer(int64_t li, int64_t T, int64_t S) {
   const ModelConfig& c = config();
   const LayerView& w = layers_[li];
-  const int64_t H = c.hidden_size, Q = c.q_size(), KV = c.kv_size(), I = c.intermediate_size;
+  const int64_t H = c.hidden_size, Q = q_size_, KV = kv_size_, I = intermediate_;
+  const int64_t heads = shard_.num_q_heads, kv_heads = shard_.num_kv_heads;
   const int64_t qkv_w = Q + 2 * KV;
   float* x = x_.as<float>();
   float* h = h_.as<float>();
@@ -332,17 +369,17 @@ absl::Status ModelRunner::Layer(int64_t li, int64_t T, int64_t S) {
   RETURN_IF_ERROR(At(Linear(h, H, w.k_proj, w.k_bias, k, qkv_w, T, false), li, "k_proj"));
   RETURN_IF_ERROR(At(Linear(h, H, w.v_proj, w.v_bias, v, qkv_w, T, false), li, "v_proj"));
   if (c.qk_norm) {
-    RETURN_IF_ERROR(At(ops_->RmsNormPerHead(q, qkv_w, T, c.num_attention_heads, c.head_dim,
+    RETURN_IF_ERROR(At(ops_->RmsNormPerHead(q, qkv_w, T, heads, c.head_dim,
                                             w.q_norm, eps), li, "q_norm"));
-    RETURN_IF_ERROR(At(ops_->RmsNormPerHead(k, qkv_w, T, c.num_key_value_heads, c.head_dim,
+    RETURN_IF_ERROR(At(ops_->RmsNormPerHead(k, qkv_w, T, kv_heads, c.head_dim,
                                             w.k_norm, eps), li, "k_norm"));
   }
-  RETURN_IF_ERROR(At(ops_->ApplyRope(q, qkv_w, c.num_attention_heads, k, qkv_w,
-                                     c.num_key_value_heads, meta(layout_.positions), T,
+  RETURN_IF_ERROR(At(ops_->ApplyRope(q, qkv_w, heads, k, qkv_w,
+                                     kv_heads, meta(layout_.positions), T,
                                      c.head_dim, rope_cos, rope_sin, max_context_len_),
                      li, "rope"));
   RETURN_IF_ERROR(At(ops_->WriteKvCache(k, qkv_w, v, qkv_w, meta(layout_.slots), T,
-                                        c.num_key_value_heads, c.head_dim, kv_->k(li), kv_->v(li),
+                                        kv_heads, c.head_dim, kv_->k(li), kv_->v(li),
                                         kv_->num_blocks(), kv_->block_size(), kv_->dtype()),
                      li, "kv cache write"));
   kernels::PagedAttentionParams a;
@@ -360,15 +397,15 @@ absl::Status ModelRunner::Layer(int64_t li, int64_t T, int64_t S) {
   a.context_lens = meta(layout_.context_lens);
   a.block_tables = meta(layout_.block_tables);
   a.block_table_stride = block_table_stride_;
-  a.num_heads = c.num_attention_heads;
-  a.num_kv_heads = c.num_key_value_heads;
+  a.num_heads = heads;
+  a.num_kv_heads = kv_heads;
   a.head_dim = c.head_dim;
   a.sliding_window = c.sliding_window;
   a.max_query_len = step_max_query_len_;
   a.max_context_len = step_max_context_len_;
   RETURN_IF_ERROR(At(ops_->PagedAttention(a), li, "attention"));
   // The residual add is fused into o_proj and down_proj (accumulate).
-  RETURN_IF_ERROR(At(Linear(attn_.as<float>(), Q, w.o_proj, w.o_bias, x, H, T, true), li, "o_proj"));
+  RETURN_IF_ERROR(At(RowParallelLinear(attn_.as<float>(), Q, w.o_proj, w.o_bias, T), li, "o_proj"));
 
   RETURN_IF_ERROR(At(ops_->RmsNorm(x, H, h, H, w.post_attention_norm, T, H, eps), li,
                      "post_attention_layernorm"));
@@ -377,7 +414,7 @@ absl::Status ModelRunner::Layer(int64_t li, int64_t T, int64_t S) {
   RETURN_IF_ERROR(At(Linear(h, H, w.gate_proj, nullptr, gate, 2 * I, T, false), li, "gate_proj"));
   RETURN_IF_ERROR(At(Linear(h, H, w.up_proj, nullptr, up, 2 * I, T, false), li, "up_proj"));
   RETURN_IF_ERROR(At(ops_->SiluAndMul(gate, 2 * I, up, 2 * I, gate, 2 * I, T, I), li, "silu_mul"));
-  RETURN_IF_ERROR(At(Linear(gate, 2 * I, w.down_proj, nullptr, x, H, T, true), li, "down_proj"));
+  RETURN_IF_ERROR(At(RowParallelLinear(gate, 2 * I, w.down_proj, nullptr, T), li, "down_proj"));
   return absl::OkStatus();
 }
 
@@ -414,9 +451,9 @@ absl::Status ModelRunner::Step(const StepInput& in, StepOutput* out) {
   const size_t f = sizeof(float);
   RETURN_IF_ERROR(Reserve(x_, T * H * f, "activations"));
   RETURN_IF_ERROR(Reserve(h_, T * H * f, "activations"));
-  RETURN_IF_ERROR(Reserve(qkv_, T * (c.q_size() + 2 * c.kv_size()) * f, "activations"));
-  RETURN_IF_ERROR(Reserve(attn_, T * c.q_size() * f, "activations"));
-  RETURN_IF_ERROR(Reserve(mlp_, T * 2 * c.intermediate_size * f, "activations"));
+  RETURN_IF_ERROR(Reserve(qkv_, T * (q_size_ + 2 * kv_size_) * f, "activations"));
+  RETURN_IF_ERROR(Reserve(attn_, T * q_size_ * f, "activations"));
+  RETURN_IF_ERROR(Reserve(mlp_, T * 2 * intermediate_ * f, "activations"));
 
   absl::Status s = ops_->EmbeddingGather(embed_tokens_.data, embed_tokens_.dtype, c.vocab_size,
                                          H, meta(layout_.ids), T, x_.as<float>(), H);
@@ -434,8 +471,23 @@ absl::Status ModelRunner::Step(const StepInput& in, StepOutput* out) {
                                    final_.as<float>(), H));
   RETURN_IF_ERROR(ops_->RmsNorm(final_.as<float>(), H, final_.as<float>(), H, final_norm_, R, H,
                                 c.rms_norm_eps));
-  RETURN_IF_ERROR(Linear(final_.as<float>(), H, lm_head_, nullptr, logits_.as<float>(),
-                         c.vocab_size, R, false));
+  if (shard_.size == 1) {
+    RETURN_IF_ERROR(Linear(final_.as<float>(), H, lm_head_, nullptr, logits_.as<float>(),
+                           c.vocab_size, R, false));
+  } else {
+    // Vocab-parallel lm_head: each rank writes its columns of zeroed logits
+    // and an all-reduce assembles the rows (x + 0 is exact, so this is the
+    // all-gather of the column blocks in one collective, with no reordering
+    // pass). Simple over fast: it moves size times the bytes of a gather.
+    float* logits = logits_.as<float>();
+    RETURN_IF_ERROR(device_->Memset(logits, 0, R * c.vocab_size * f));
+    RETURN_IF_ERROR(Linear(final_.as<float>(), H, lm_head_, nullptr, logits + shard_.vocab_begin,
+                           c.vocab_size, R, false));
+    RETURN_IF_ERROR(
+        options_.communicator->AllReduceSum(logits, logits, R * c.vocab_size, kernels::DType::kF32));
+    // Rank 0 draws the tokens and returns logits; the others are done.
+    if (shard_.rank != 0) return device_->Synchronize();
+  }
   RETURN_IF_ERROR(SampleRows(in, R, out));
   if (in.return_logits) {
     out->logits.resize(static_cast<size_t>(R * c.vocab_size));

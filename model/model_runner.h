@@ -13,6 +13,11 @@
 // logits, and sampling on the device. Only the sampled tokens (and asked-for
 // logprobs) come back to the host; full logits only when asked.
 //
+// With a communicator (Options::communicator) the runner is one
+// tensor-parallel rank: it computes its heads, KV heads, MLP columns and
+// lm_head rows (model/shard.h) and all-reduces after o_proj, down_proj and
+// lm_head; rank 0 samples (docs/parallel.md).
+//
 //   ASSIGN_OR_RETURN(auto worker, Worker::Create({}, weights));  // model/worker.h
 //   std::vector<int32_t> blocks = {0};                  // from the block manager
 //   SequenceInput seq{.token_ids = prompt, .position = 0, .block_table = blocks,
@@ -41,7 +46,9 @@
 #include "model/config.h"
 #include "model/kv_pool.h"
 #include "model/sampler.h"
+#include "model/shard.h"
 #include "model/weights.h"
+#include "parallel/communicator.h"
 
 namespace kestrel::model {
 
@@ -104,7 +111,8 @@ absl::StatusOr<KvCacheDType> ParseKvCacheDType(std::string_view name);
 class ModelRunner {
  public:
   struct Options {
-    // Bytes for the paged KV cache over all layers (default 256 MiB).
+    // Bytes for this runner's paged KV cache over all layers (default 256
+    // MiB); with tensor parallelism, this rank's pool of its KV heads.
     uint64_t kv_cache_bytes = 256ull << 20;
     // When in (0, 1] (a GPU's --gpu-memory-utilization), the KV cache gets
     // what is left of this share of the device's memory once the weights
@@ -126,6 +134,13 @@ class ModelRunner {
     // tokens in the same budget, half the attention reads); keys and values
     // are rounded to bf16 when written, the attention math stays F32.
     KvCacheDType kv_cache_dtype = KvCacheDType::kAuto;
+    // Tensor parallelism (docs/parallel.md): this runner computes rank
+    // communicator->rank()'s shard of the model (its heads, KV heads, MLP
+    // columns and lm_head rows, as zero-copy views on host memory) and
+    // combines shards with the communicator, whose ranks must run the same
+    // steps. Only rank 0 samples and returns logits. Null: the whole model.
+    // Not owned; must outlive the runner (see set_communicator).
+    parallel::Communicator* communicator = nullptr;
   };
 
   // `backend` (not owned) must outlive the runner. Weights are used in place
@@ -150,6 +165,19 @@ class ModelRunner {
   int64_t block_size() const { return kv_->block_size(); }
   kernels::DType kv_cache_dtype() const { return kv_->dtype(); }
   int64_t max_context_len() const { return max_context_len_; }
+  const Shard& shard() const { return shard_; }
+  // Bytes of weights this runner copied into device memory: 0 on the CPU
+  // backend, whose shards are views of the checkpoint.
+  uint64_t uploaded_weight_bytes() const {
+    uint64_t total = 0;
+    for (const kernels::DeviceBuffer& b : uploaded_) total += b.size();
+    return total;
+  }
+  // Replaces the communicator (a new group after the old one was aborted).
+  // REQUIRES: same rank and size as the one given at Create; not during Step.
+  void set_communicator(parallel::Communicator* communicator) {
+    options_.communicator = communicator;
+  }
 
  private:
   // A layer's weights as the kernels read them: matrices (in place or
@@ -176,7 +204,8 @@ class ModelRunner {
   // The KV budget for Options::memory_utilization (see there).
   absl::StatusOr<uint64_t> KvBudgetFromUtilization(double utilization) const;
   absl::StatusOr<Matrix> DeviceMatrix(const Matrix& m);
-  absl::StatusOr<const float*> DeviceVector(const Vec& v);
+  // v[begin, end) in device memory (all of v when end < 0); null when v is empty.
+  absl::StatusOr<const float*> DeviceVector(const Vec& v, int64_t begin = 0, int64_t end = -1);
   absl::Status Validate(const StepInput& in) const;
   // Flattens the batch into meta_host_; returns the token and logits row counts.
   std::pair<int64_t, int64_t> Plan(const StepInput& in, StepOutput* out);
@@ -185,6 +214,10 @@ class ModelRunner {
   absl::Status Layer(int64_t layer, int64_t num_tokens, int64_t num_seqs);
   absl::Status Linear(const float* x, int64_t ldx, const Matrix& w, const float* bias, float* y,
                       int64_t ldy, int64_t m, bool accumulate);
+  // x_ += in · wᵀ (+ bias), summed over the ranks: a row-parallel layer
+  // (o_proj, down_proj) with its residual add.
+  absl::Status RowParallelLinear(const float* in, int64_t ld_in, const Matrix& w,
+                                 const float* bias, int64_t num_tokens);
   absl::Status SampleRows(const StepInput& in, int64_t num_rows, StepOutput* out);
   const int32_t* meta(int64_t offset) const { return meta_.as<int32_t>() + offset; }
 
@@ -194,6 +227,9 @@ class ModelRunner {
   kernels::Backend* backend_ = nullptr;  // not owned
   kernels::Device* device_ = nullptr;    // backend_->device()
   kernels::Ops* ops_ = nullptr;          // backend_->ops()
+  Shard shard_;                          // the whole model when no communicator
+  // This rank's widths: q_size, kv_size and intermediate_size of its shard.
+  int64_t q_size_ = 0, kv_size_ = 0, intermediate_ = 0;
   std::vector<kernels::DeviceBuffer> uploaded_;  // weights copied to the device
   std::vector<LayerView> layers_;
   Matrix embed_tokens_, lm_head_;

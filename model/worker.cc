@@ -12,7 +12,8 @@ Worker::~Worker() = default;
 absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(
     const Options& options, std::shared_ptr<const ModelWeights> weights) {
   std::unique_ptr<Worker> w(new Worker());
-  w->rank_ = options.rank;
+  w->rank_ = options.runner.communicator != nullptr ? options.runner.communicator->rank()
+                                                     : options.rank;
   ASSIGN_OR_RETURN(w->backend_,
                    kernels::CreateBackend({.device = options.device, .threads = options.threads}));
   ASSIGN_OR_RETURN(w->runner_,

@@ -1,9 +1,9 @@
 // A worker is one rank of the model: the backend it computes on (a CPU
 // thread pool or a GPU) and the model runner over that backend.
 // The engine's executor owns the workers and hands each step to all of
-// them. With tensor parallelism each rank's worker will hold its shard of
-// the weights (zero-copy row/column views, model/weights.h) and a
-// communicator; today there is one rank holding the whole model.
+// them. With tensor parallelism (options.runner.communicator) each rank's
+// worker computes its shard of the model (zero-copy row/column views of the
+// shared weights, model/shard.h) and combines it with the other ranks'.
 //
 //   ASSIGN_OR_RETURN(auto weights, ModelWeights::Load({.dir = dir}));
 //   ASSIGN_OR_RETURN(auto worker, Worker::Create({.threads = 2}, std::move(weights)));
@@ -26,7 +26,8 @@ namespace kestrel::model {
 class Worker {
  public:
   struct Options {
-    // This worker's tensor-parallel rank (0: the only one today).
+    // This worker's tensor-parallel rank: runner.communicator->rank(), or 0
+    // without one.
     int rank = 0;
     // The backend (kernels/backends.h): "cpu", "cuda" or "cuda:N".
     std::string device = "cpu";

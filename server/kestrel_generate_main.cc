@@ -50,6 +50,7 @@ struct Flags {
   std::string logits_out;
   std::string device = "cpu";
   int32_t threads = 0;
+  int32_t tensor_parallel_size = 1;
   int64_t kv_cache_mib = 256;
   double gpu_memory_utilization = 0.9;
   int32_t max_model_len = 0;
@@ -129,6 +130,10 @@ int Run(const Flags& f, const FlagSet& flags) {
   absl::StatusOr<model::KvCacheDType> kv_dtype = model::ParseKvCacheDType(f.kv_cache_dtype);
   if (!kv_dtype.ok()) return flags.UsageError(absl::StrCat("--kv-cache-dtype: ", kv_dtype.status().message()));
   if (f.threads < 0) return flags.UsageError(absl::StrCat("--threads must be >= 0, got ", f.threads));
+  if (f.tensor_parallel_size < 1) {
+    return flags.UsageError(
+        absl::StrCat("--tensor-parallel-size must be >= 1, got ", f.tensor_parallel_size));
+  }
   if (f.kv_cache_mib < 1) {
     return flags.UsageError(absl::StrCat("--kv-cache-mib must be >= 1, got ", f.kv_cache_mib));
   }
@@ -145,6 +150,7 @@ int Run(const Flags& f, const FlagSet& flags) {
   load.model = f.model;
   load.device = f.device;
   load.threads = f.threads;
+  load.tensor_parallel_size = f.tensor_parallel_size;
   load.kv_cache_bytes = static_cast<uint64_t>(f.kv_cache_mib) << 20;
   load.gpu_memory_utilization = f.gpu_memory_utilization;
   load.max_model_len = f.max_model_len;
@@ -250,7 +256,10 @@ int main(int argc, char** argv) {
             "Model directory (config.json, safetensors, tokenizer.json), or a built-in model");
   flags.Add("device", &f.device, "cpu|cuda|cuda:N",
             "What the model runs on: the CPU backend, or a GPU (builds with --config=cuda)");
-  flags.Add("threads", &f.threads, "N", "CPU compute threads; 0 = one per CPU");
+  flags.Add("threads", &f.threads, "N",
+            "CPU compute threads per tensor-parallel rank; 0 = one per CPU, shared by the ranks");
+  flags.Add("tensor-parallel-size", &f.tensor_parallel_size, "N",
+            "Shard the model across N ranks (Megatron style; CPU only for now, docs/parallel.md)");
   flags.Add("kv-cache-mib", &f.kv_cache_mib, "MIB", "Memory for the paged KV cache (CPU)");
   flags.Add("gpu-memory-utilization", &f.gpu_memory_utilization, "FRACTION",
             "GPU: the share of the device's memory to use; the KV cache gets what the weights "

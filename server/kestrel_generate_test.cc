@@ -84,6 +84,31 @@ TEST_CASE("kestrel-generate tokenizes --prompt text", "[kestrel_generate][golden
   CHECK(result["logprobs"][0]["top_logprobs"].size() == 2);
 }
 
+TEST_CASE("kestrel-generate --tensor-parallel-size: the golden tokens, or a clear refusal",
+          "[kestrel_generate][golden]") {
+  KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
+  const json golden = json::parse(ReadAll(dir / "golden/greedy.json"));
+  std::string ids;
+  for (const json& id : golden["prompt_ids"]) ids += (ids.empty() ? "" : ",") + id.dump();
+  for (const char* tp : {"2", "4"}) {
+    auto [status, out] = RunTool({"--model=" + dir.string(), "--prompt-ids=" + ids,
+                                  "--max-tokens=60", "--temperature=0", "--json", "--threads=1",
+                                  std::string("--tensor-parallel-size=") + tp});
+    INFO("TP = " << tp << ": " << out);
+    REQUIRE(status == 0);
+    const json result = json::parse(out, nullptr, false);
+    REQUIRE(result.is_object());
+    CHECK(result["output_ids"] == golden["greedy"]["output_ids"]);
+  }
+  // stories260K has 8 heads: 3 ranks do not divide them.
+  auto [s1, o1] = RunTool({"--model=" + dir.string(), "--prompt-ids=1", "--tensor-parallel-size=3"});
+  CHECK(s1 == 1);
+  CHECK_THAT(o1, Catch::Contains("does not divide the model's num_attention_heads (8)"));
+  auto [s2, o2] = RunTool({"--model=" + dir.string(), "--prompt-ids=1", "--tensor-parallel-size=0"});
+  CHECK(s2 == 2);
+  CHECK(o2 == "kestrel-generate: --tensor-parallel-size must be >= 1, got 0\n");
+}
+
 TEST_CASE("kestrel-generate reports bad flags and models clearly", "[kestrel_generate]") {
   KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
   // A value out of range is a usage error naming the field.

@@ -56,6 +56,7 @@ struct Flags {
   std::string model_name;
   std::string device = "cpu";
   int32_t threads = 0;
+  int32_t tensor_parallel_size = 1;
   int64_t kv_cache_mib = 256;
   double gpu_memory_utilization = 0.9;
   int32_t max_model_len = 0;
@@ -118,7 +119,10 @@ void DeclareFlags(FlagSet& flags, Flags& f) {
       .DefaultText("the model's");
   flags.Add("device", &f.device, "cpu|cuda|cuda:N",
             "What the model runs on: the CPU backend, or a GPU (builds with --config=cuda)");
-  flags.Add("threads", &f.threads, "N", "CPU compute threads; 0 = one per CPU");
+  flags.Add("threads", &f.threads, "N",
+            "CPU compute threads per tensor-parallel rank; 0 = one per CPU, shared by the ranks");
+  flags.Add("tensor-parallel-size", &f.tensor_parallel_size, "N",
+            "Shard the model across N ranks (Megatron style; CPU only for now, docs/parallel.md)");
   flags.Add("kv-cache-mib", &f.kv_cache_mib, "MIB", "Memory for the paged KV cache (CPU)");
   flags.Add("gpu-memory-utilization", &f.gpu_memory_utilization, "FRACTION",
             "GPU: the share of the device's memory the server may use; the KV cache gets what "
@@ -170,6 +174,7 @@ std::string CheckFlags(const Flags& f) {
   };
   for (const std::string& error : {
            at_least("threads", f.threads, 0),
+           at_least("tensor-parallel-size", f.tensor_parallel_size, 1),
            at_least("kv-cache-mib", f.kv_cache_mib, 1),
            at_least("max-model-len", f.max_model_len, 0),
            at_least("max-request-bytes", f.max_request_bytes, 1),
@@ -286,6 +291,7 @@ int Run(const Flags& f) {
   load.model_name = f.model_name;
   load.device = f.device;
   load.threads = f.threads;
+  load.tensor_parallel_size = f.tensor_parallel_size;
   load.kv_cache_bytes = static_cast<uint64_t>(f.kv_cache_mib) << 20;
   load.gpu_memory_utilization = f.gpu_memory_utilization;
   load.max_model_len = f.max_model_len;
@@ -358,6 +364,7 @@ int Run(const Flags& f) {
       {"kv_cache_mib", std::to_string(f.kv_cache_mib)},
       {"kv_cache_dtype", model->kv_cache_dtype},
       {"device", f.device},
+      {"tensor_parallel_size", std::to_string(f.tensor_parallel_size)},
       {"backend", model->backend},
       {"max_num_batched_tokens", std::to_string(engine_options.max_num_batched_tokens)},
       {"max_num_seqs", std::to_string(engine_options.max_num_seqs)},

@@ -49,12 +49,12 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelLoadOptions& options) {
                            : model::SafetensorsCheckpoint::Storage::kAnonymous;
   std::string name = options.model_name;
 
-  std::unique_ptr<model::Worker> worker;
+  std::shared_ptr<const model::ModelWeights> weights;
   model::GenerationConfig generation;
   if (model::IsBuiltinModel(options.model)) {
     // Built in (model/builtin_models.h): loaded from memory, no files.
     ASSIGN_OR_RETURN(model::BuiltinModel builtin, model::LoadBuiltinModel(options.model));
-    ASSIGN_OR_RETURN(worker, model::Worker::Create(worker_options, std::move(builtin.weights)));
+    weights = std::move(builtin.weights);
     loaded.tokenizer = std::move(builtin.tokenizer);
     if (name.empty()) name = builtin.name;
   } else {
@@ -73,9 +73,7 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelLoadOptions& options) {
     }
     ASSIGN_OR_RETURN(const model::ModelConfig config, model::ModelConfig::LoadFromDir(dir));
     ASSIGN_OR_RETURN(generation, model::GenerationConfig::LoadFromDir(dir, config.vocab_size));
-    ASSIGN_OR_RETURN(std::unique_ptr<model::ModelWeights> weights,
-                     model::ModelWeights::Load({.dir = dir, .storage = storage}));
-    ASSIGN_OR_RETURN(worker, model::Worker::Create(worker_options, std::move(weights)));
+    ASSIGN_OR_RETURN(weights, model::ModelWeights::Load({.dir = dir, .storage = storage}));
     if (options.require_tokenizer || fs::exists(dir / "tokenizer.json")) {
       absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
           tokenizer::Tokenizer::LoadFromDirectory(dir.string(), {});
@@ -89,8 +87,17 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelLoadOptions& options) {
     if (name.empty()) name = fs::absolute(dir).lexically_normal().filename().string();
     if (name.empty()) name = fs::absolute(dir).lexically_normal().parent_path().filename().string();
   }
-  const model::ModelRunner& runner = worker->runner();
-  loaded.backend = worker->Describe();
+  engine::WorkerExecutor::Options executor_options;
+  executor_options.tensor_parallel_size = options.tensor_parallel_size;
+  executor_options.worker = worker_options;
+  executor_options.max_model_len = options.max_model_len;
+  ASSIGN_OR_RETURN(std::unique_ptr<engine::WorkerExecutor> executor,
+                   engine::WorkerExecutor::Create(executor_options, std::move(weights)));
+  const model::ModelRunner& runner = executor->runner();
+  loaded.backend = executor->worker(0).Describe();
+  if (executor->tensor_parallel_size() > 1) {
+    loaded.backend = absl::StrCat(executor->tensor_parallel_size(), " ranks x ", loaded.backend);
+  }
 
   const model::ModelConfig& config = runner.config();
   loaded.kv_cache_dtype = std::string(kernels::DTypeName(runner.kv_cache_dtype()));
@@ -132,10 +139,6 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelLoadOptions& options) {
   info.set_num_parameters(CountParameters(runner.weights()));
   loaded.weight_bytes_per_token = runner.weights().matrix_bytes_per_token();
 
-  std::vector<std::unique_ptr<model::Worker>> workers;
-  workers.push_back(std::move(worker));
-  ASSIGN_OR_RETURN(std::unique_ptr<engine::WorkerExecutor> executor,
-                   engine::WorkerExecutor::Create(std::move(workers), options.max_model_len));
   info.set_context_length(executor->max_model_len());
   loaded.executor = std::move(executor);
   return loaded;

@@ -29,9 +29,13 @@ struct ModelLoadOptions {
   std::string model_name;
   // What the model runs on (kernels/backends.h): "cpu", "cuda" or "cuda:N".
   std::string device = "cpu";
-  // CPU backend threads (GEMM, attention, sampling); 0 = one per CPU.
+  // CPU backend threads (GEMM, attention, sampling) per tensor-parallel
+  // rank; 0 = one per CPU, shared out among the ranks.
   int threads = 0;
-  // Bytes for the paged KV cache on the CPU.
+  // Ranks the model is sharded across (docs/parallel.md); > 1 needs
+  // device "cpu" for now.
+  int tensor_parallel_size = 1;
+  // Bytes for the paged KV cache on the CPU (all ranks together).
   uint64_t kv_cache_bytes = 256ull << 20;
   // On a GPU the KV cache takes what is left of this share of the device's
   // memory once the weights are loaded (vLLM's --gpu-memory-utilization).

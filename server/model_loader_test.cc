@@ -37,6 +37,30 @@ ModelLoadOptions Options(const std::filesystem::path& dir) {
   return options;
 }
 
+TEST_CASE("--tensor-parallel-size shards the model, or says which dimension does not divide") {
+  // The tiny preset: 4 heads, 2 KV heads, intermediate 160.
+  const auto dir = TinyModel("tp");
+  ModelLoadOptions options = Options(dir);
+  options.tensor_parallel_size = 2;
+  absl::StatusOr<LoadedModel> two = LoadModel(options);
+  REQUIRE(two.ok());
+  CHECK(two->backend.rfind("2 ranks x cpu", 0) == 0);
+  // The KV budget is shared by the ranks, each holding half the KV heads:
+  // the block count is TP = 1's.
+  options.tensor_parallel_size = 1;
+  absl::StatusOr<LoadedModel> one = LoadModel(options);
+  REQUIRE(one.ok());
+  CHECK(two->executor->num_kv_blocks() == one->executor->num_kv_blocks());
+  options.tensor_parallel_size = 3;
+  absl::StatusOr<LoadedModel> three = LoadModel(options);
+  REQUIRE(!three.ok());
+  CHECK(std::string(three.status().message()).find("num_attention_heads (4)") !=
+        std::string::npos);
+  options.tensor_parallel_size = 2;
+  options.device = "cuda";
+  CHECK(LoadModel(options).status().code() == absl::StatusCode::kUnimplemented);
+}
+
 TEST_CASE("generation_config.json: stop ids and sampling defaults") {
   const auto dir = TinyModel("generation");
   // Without the file: the engine's own defaults.

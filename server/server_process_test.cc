@@ -205,6 +205,36 @@ TEST_CASE("kestrel-server --help is exit 0 in the common format") {
   CHECK(run->out.find("Memory for the paged KV cache (CPU) (default: 256)\n") != std::string::npos);
 }
 
+TEST_CASE("kestrel-server --tensor-parallel-size=2 reports it and generates TP = 1's tokens") {
+  auto info_and_tokens = [](const std::vector<std::string>& args) {
+    TestServer server = StartDemo(args);
+    auto stub = kestrel::v1::Kestrel::NewStub(server.Channel());
+    grpc::ClientContext info_context;
+    info_context.set_deadline(std::chrono::system_clock::now() + 10s);
+    kestrel::v1::GetServerInfoResponse info;
+    REQUIRE(stub->GetServerInfo(&info_context, {}, &info).ok());
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + 30s);
+    kestrel::v1::GenerateRequest request;
+    request.set_text("Once upon a time");
+    request.mutable_sampling()->set_temperature(0);
+    request.mutable_stopping()->set_max_tokens(24);
+    request.mutable_stopping()->set_ignore_eos(true);
+    kestrel::v1::CompleteResponse response;
+    REQUIRE(stub->Complete(&context, request, &response).ok());
+    REQUIRE(response.completions_size() == 1);
+    const auto& ids = response.completions(0).token_ids();
+    return std::make_pair(info.config().at("tensor_parallel_size"),
+                          std::vector<int32_t>(ids.begin(), ids.end()));
+  };
+  const auto [tp1, tokens1] = info_and_tokens({"--threads=1"});
+  const auto [tp2, tokens2] = info_and_tokens({"--threads=1", "--tensor-parallel-size=2"});
+  CHECK(tp1 == "1");
+  CHECK(tp2 == "2");
+  CHECK(tokens1.size() == 24);
+  CHECK(tokens2 == tokens1);
+}
+
 TEST_CASE("kestrel-server with a BF16 KV cache holds twice the blocks and still generates") {
   auto blocks_and_text = [](const std::vector<std::string>& args) {
     TestServer server = StartDemo(args);
