@@ -55,6 +55,8 @@ struct EngineCore::Active {
   // For the request's metrics sample: the first sample's outcome.
   std::optional<FinishReason> first_reason;
   absl::Status first_error;
+  // The request's metrics and log line are written (RecordFinished).
+  bool recorded = false;
 };
 
 absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Create(
@@ -291,8 +293,11 @@ void EngineCore::FinishSample(Active& active, int index, FinishReason reason, ab
   if (active.first_scheduled) event.timings.queue = *active.first_scheduled - active.arrival;
   if (active.first_token) event.timings.time_to_first_token = *active.first_token - active.arrival;
   event.timings.total = now - active.arrival;
-  if (active.num_finished == static_cast<int>(active.samples.size()) && listener_ != nullptr) {
-    listener_->OnReleased(active.params.request_id);
+  if (active.num_finished == static_cast<int>(active.samples.size())) {
+    if (listener_ != nullptr) listener_->OnReleased(active.params.request_id);
+    // Before the client hears that its request ended: a client that reads
+    // /metrics after its response then finds its tokens counted.
+    RecordFinished(active);
   }
   active.sink->OnFinish(std::move(event));
 }
@@ -301,6 +306,14 @@ void EngineCore::Retire(uint64_t handle) {
   auto it = active_.find(handle);
   if (it == active_.end()) return;
   Active& active = *it->second;
+  RecordFinished(active);
+  if (!active.first_scheduled.has_value() && listener_ != nullptr) listener_->OnDequeued(handle);
+  active_.erase(it);
+}
+
+void EngineCore::RecordFinished(Active& active) {
+  if (active.recorded) return;
+  active.recorded = true;
   // One summary feeds both the metrics and the log line.
   const std::string status = active.first_error.ok() ? "ok" : StatusLabel(active.first_error);
   RequestSample sample;
@@ -313,8 +326,6 @@ void EngineCore::Retire(uint64_t handle) {
   sample.end_to_end = Now() - active.arrival;
   if (metrics_ != nullptr) metrics_->RecordRequest(sample);
   LogRequest(active, sample);
-  if (!active.first_scheduled.has_value() && listener_ != nullptr) listener_->OnDequeued(handle);
-  active_.erase(it);
 }
 
 void EngineCore::LogRequest(const Active& active, const RequestSample& sample) const {

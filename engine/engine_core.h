@@ -175,6 +175,8 @@ class EngineCore {
   void FailStep(const absl::Status& status);
 
   void Retire(uint64_t handle);
+  // Writes the request's metrics sample and log line, once.
+  void RecordFinished(Active& active);
   void FinishSample(Active& active, int index, FinishReason reason, absl::Status status,
                     absl::Time now);
   void LogRequest(const Active& active, const RequestSample& sample) const;
