@@ -302,16 +302,19 @@ int Main() {
               flags_.tensor_parallel_size,
               flags_.bf16_dot ? "bf16 dot products" : "exact BF16 (widened to F32)");
 
-  // The probe has its own pool of the same size; its workers sleep at once
-  // when idle, so they do not compete with the runner's.
-  auto probe_pool = kernels::cpu::ThreadPool::Create({.num_threads = threads, .spin_microseconds = 0});
+  // The probe has its own pool as large as all ranks' pools together (the
+  // limit is what every compute thread can read); its workers sleep at once
+  // when idle, so they do not compete with the runner's. 0: one per CPU.
+  const int probe_threads = threads > 0 ? threads * flags_.tensor_parallel_size : 0;
+  auto probe_pool =
+      kernels::cpu::ThreadPool::Create({.num_threads = probe_threads, .spin_microseconds = 0});
   if (!probe_pool.ok()) return Fail(probe_pool.status());
   auto probe = kernels::cpu::BandwidthProbe::Create(probe_pool->get(), {.bytes = 1ull << 30});
   if (!probe.ok()) return Fail(probe.status());
   const kernels::cpu::BandwidthResult bw = (*probe)->Measure(5);
   std::printf("memory read bandwidth at start (%d threads, %s loads, 1 GiB passes): median "
               "%.1f GB/s, range %.1f-%.1f\n",
-              threads, std::string(kernels::cpu::IsaName(bw.isa)).c_str(), bw.median_gbs,
+              (*probe_pool)->num_threads(), std::string(kernels::cpu::IsaName(bw.isa)).c_str(), bw.median_gbs,
               bw.min_gbs, bw.max_gbs);
 
   const bool prefill = flags_.prompt_len > 0;
