@@ -205,24 +205,32 @@ TEST_CASE("kestrel-server --help is exit 0 in the common format") {
   CHECK(run->out.find("Memory for the paged KV cache (CPU) (default: 256)\n") != std::string::npos);
 }
 
+// Starts the server with `args`, then asks GetServerInfo and runs `request`
+// through Complete (one completion), greedy by the test's choice.
+std::pair<kestrel::v1::GetServerInfoResponse, kestrel::v1::CompleteResponse> InfoAndCompletion(
+    const std::vector<std::string>& args, const kestrel::v1::GenerateRequest& request) {
+  TestServer server = StartDemo(args);
+  auto stub = kestrel::v1::Kestrel::NewStub(server.Channel());
+  grpc::ClientContext info_context;
+  info_context.set_deadline(std::chrono::system_clock::now() + 10s);
+  kestrel::v1::GetServerInfoResponse info;
+  REQUIRE(stub->GetServerInfo(&info_context, {}, &info).ok());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 30s);
+  kestrel::v1::CompleteResponse response;
+  REQUIRE(stub->Complete(&context, request, &response).ok());
+  REQUIRE(response.completions_size() == 1);
+  return {info, response};
+}
+
 TEST_CASE("kestrel-server --tensor-parallel-size=2 reports it and generates TP = 1's tokens") {
-  auto info_and_tokens = [](const std::vector<std::string>& args) {
-    TestServer server = StartDemo(args);
-    auto stub = kestrel::v1::Kestrel::NewStub(server.Channel());
-    grpc::ClientContext info_context;
-    info_context.set_deadline(std::chrono::system_clock::now() + 10s);
-    kestrel::v1::GetServerInfoResponse info;
-    REQUIRE(stub->GetServerInfo(&info_context, {}, &info).ok());
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + 30s);
-    kestrel::v1::GenerateRequest request;
-    request.set_text("Once upon a time");
-    request.mutable_sampling()->set_temperature(0);
-    request.mutable_stopping()->set_max_tokens(24);
-    request.mutable_stopping()->set_ignore_eos(true);
-    kestrel::v1::CompleteResponse response;
-    REQUIRE(stub->Complete(&context, request, &response).ok());
-    REQUIRE(response.completions_size() == 1);
+  kestrel::v1::GenerateRequest request;
+  request.set_text("Once upon a time");
+  request.mutable_sampling()->set_temperature(0);
+  request.mutable_stopping()->set_max_tokens(24);
+  request.mutable_stopping()->set_ignore_eos(true);
+  auto info_and_tokens = [&](const std::vector<std::string>& args) {
+    const auto [info, response] = InfoAndCompletion(args, request);
     const auto& ids = response.completions(0).token_ids();
     return std::make_pair(info.config().at("tensor_parallel_size"),
                           std::vector<int32_t>(ids.begin(), ids.end()));
@@ -236,22 +244,12 @@ TEST_CASE("kestrel-server --tensor-parallel-size=2 reports it and generates TP =
 }
 
 TEST_CASE("kestrel-server with a BF16 KV cache holds twice the blocks and still generates") {
-  auto blocks_and_text = [](const std::vector<std::string>& args) {
-    TestServer server = StartDemo(args);
-    auto stub = kestrel::v1::Kestrel::NewStub(server.Channel());
-    grpc::ClientContext info_context;
-    info_context.set_deadline(std::chrono::system_clock::now() + 10s);
-    kestrel::v1::GetServerInfoResponse info;
-    REQUIRE(stub->GetServerInfo(&info_context, {}, &info).ok());
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + 30s);
-    kestrel::v1::GenerateRequest request;
-    request.set_text("hello");
-    request.mutable_stopping()->set_max_tokens(8);
-    request.mutable_stopping()->set_ignore_eos(true);
-    kestrel::v1::CompleteResponse response;
-    REQUIRE(stub->Complete(&context, request, &response).ok());
-    REQUIRE(response.completions_size() == 1);
+  kestrel::v1::GenerateRequest request;
+  request.set_text("hello");
+  request.mutable_stopping()->set_max_tokens(8);
+  request.mutable_stopping()->set_ignore_eos(true);
+  auto blocks_and_text = [&](const std::vector<std::string>& args) {
+    const auto [info, response] = InfoAndCompletion(args, request);
     return std::make_tuple(info.load().kv_blocks_total(), info.config().at("kv_cache_dtype"),
                            response.completions(0).token_ids_size());
   };

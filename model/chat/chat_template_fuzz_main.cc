@@ -9,13 +9,12 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <random>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/file_util.h"
 #include "common/flags.h"
 #include "model/chat/chat_template_fuzz.h"
 
@@ -97,13 +96,6 @@ class Mutator {
   std::mt19937_64 rng_;
 };
 
-std::string ReadFile(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
 void RunOne(const std::string& input) {
   LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(input.data()), input.size());
 }
@@ -129,7 +121,13 @@ int main(int argc, char** argv) {
   std::vector<std::string> corpus = FuzzSeeds();
   std::error_code error;
   for (const auto& entry : std::filesystem::directory_iterator(corpus_dir, error)) {
-    if (entry.path().extension() == ".jinja") corpus.push_back(ReadFile(entry.path()));
+    if (entry.path().extension() != ".jinja") continue;
+    absl::StatusOr<std::string> text = kestrel::ReadFileToString(entry.path());
+    if (!text.ok()) {
+      std::fprintf(stderr, "chat_template_fuzz: %s\n", std::string(text.status().message()).c_str());
+      return 1;
+    }
+    corpus.push_back(std::move(*text));
   }
   const size_t seed_count = corpus.size();
   std::printf("chat template fuzz: seed %llu, %.0f s, %zu seeds\n",
