@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "common/json_lines.h"
 #include "common/status_macros.h"
 
 namespace kestrel::chat {
@@ -72,22 +73,9 @@ absl::StatusOr<std::string> ProcessChatTemplateLine(const ChatTemplate& chat,
 
 size_t RunChatTemplateTool(const ChatTemplate& chat, const tokenizer::Tokenizer& tokenizer,
                            std::istream& in, std::ostream& out) {
-  size_t errors = 0;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    absl::StatusOr<std::string> result = ProcessChatTemplateLine(chat, tokenizer, line);
-    if (result.ok()) {
-      out << *result << '\n';
-    } else {
-      ++errors;
-      Json error = Json::object();
-      error["error"] = std::string(result.status().message());
-      out << Dump(error) << '\n';
-    }
-    out.flush();
-  }
-  return errors;
+  return RunJsonLines(in, out, [&](const std::string& line) {
+    return ProcessChatTemplateLine(chat, tokenizer, line);
+  });
 }
 
 }  // namespace kestrel::chat

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/json_lines.h"
 #include "common/status_macros.h"
 #include "model/tokenizer/json_util.h"
 
@@ -64,22 +65,9 @@ absl::StatusOr<std::string> ProcessToolLine(const Tokenizer& tokenizer, std::str
 
 size_t RunTokenizeTool(const Tokenizer& tokenizer, std::istream& in, std::ostream& out,
                        const TokenizeToolOptions& options) {
-  size_t errors = 0;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    absl::StatusOr<std::string> result = ProcessToolLine(tokenizer, line, options);
-    if (result.ok()) {
-      out << *result << '\n';
-    } else {
-      ++errors;
-      Json error = Json::object();
-      error["error"] = std::string(result.status().message());
-      out << Dump(error) << '\n';
-    }
-  }
-  out.flush();
-  return errors;
+  return RunJsonLines(in, out, [&](const std::string& line) {
+    return ProcessToolLine(tokenizer, line, options);
+  });
 }
 
 }  // namespace kestrel::tokenizer
