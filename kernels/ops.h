@@ -77,6 +77,14 @@ struct PagedAttentionParams {
   int64_t head_dim = 0;      // 1..512 (64, 80, 128 tested)
   float scale = 0.0f;        // 0 means 1/sqrt(head_dim)
   int64_t sliding_window = 0;  // 0 means unlimited (Mistral: config sliding_window)
+  // BF16 cache only: score with q rounded to bf16 (the scale folded in) and
+  // weight V with the softmax probabilities rounded to bf16, using bf16 dot
+  // products with F32 accumulation (as GemmParams::bf16_dot for weights):
+  // about twice the decode speed where attention is compute-bound, at
+  // ~2^-9 relative rounding of q and p. The CPU uses it for GQA groups of 8
+  // or more query heads per kv head; elsewhere (and on backends without it)
+  // the math is exact.
+  bool bf16_dot = false;
   // Upper bounds the host knows without reading device memory: the largest
   // n_new and context_lens entry. A GPU backend sizes its grids from them
   // (and must have them); the CPU ignores them. 0 means unknown.

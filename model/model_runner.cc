@@ -401,6 +401,7 @@ absl::Status ModelRunner::Layer(int64_t li, int64_t T, int64_t S) {
   a.num_kv_heads = kv_heads;
   a.head_dim = c.head_dim;
   a.sliding_window = c.sliding_window;
+  a.bf16_dot = options_.bf16_dot;
   a.max_query_len = step_max_query_len_;
   a.max_context_len = step_max_context_len_;
   RETURN_IF_ERROR(At(ops_->PagedAttention(a), li, "attention"));

@@ -33,6 +33,7 @@ struct Batch {
   int64_t heads, kv_heads, d, block_size = 16, window = 0;
   std::vector<Seq> seqs;
   DType kv_dtype = DType::kF32;
+  bool bf16_dot = false;  // PagedAttentionParams::bf16_dot (BF16 caches)
 };
 
 // x rounded to bf16 and back: what a BF16 cache holds.
@@ -109,6 +110,7 @@ void RunBatch(const Batch& b, ThreadPool* pool, std::vector<float>* out_copy = n
   p.num_kv_heads = b.kv_heads;
   p.head_dim = b.d;
   p.sliding_window = b.window;
+  p.bf16_dot = b.bf16_dot;
   REQUIRE(PagedAttention(p, pool, isa).ok());
   if (out_copy != nullptr) *out_copy = out;
 
@@ -123,16 +125,25 @@ void RunBatch(const Batch& b, ThreadPool* pool, std::vector<float>* out_copy = n
     const bool bf16 = b.kv_dtype == DType::kBF16;
     const std::vector<float> ks = bf16 ? RoundedToBf16(keys[s]) : keys[s];
     const std::vector<float> vs = bf16 ? RoundedToBf16(values[s]) : values[s];
+    // bf16 dot products score with q * scale rounded to bf16: the reference
+    // gets the same rounded queries, so what is left is the rounding of the
+    // probabilities (2^-9 relative, and they still sum to 1).
+    const bool dot = bf16 && b.bf16_dot;
+    if (dot) {
+      for (float& x : qs) x = Bf16ToF32(F32ToBf16(x * scale));
+    }
     reference::Attention(qs.data(), ks.data(), vs.data(), want.data(), seq.n_new, seq.ctx,
-                         b.heads, b.kv_heads, b.d, scale, b.window);
+                         b.heads, b.kv_heads, b.d, dot ? 1.0f : scale, b.window);
     for (int64_t t = 0; t < seq.n_new; ++t) {
       const float* got = out.data() + (query_start[s] + t) * out_stride;
       INFO("heads=" << b.heads << " kv_heads=" << b.kv_heads << " d=" << b.d << " seq " << s
                     << " (ctx " << seq.ctx << ", new " << seq.n_new << ") token " << t
                     << " window " << b.window << " isa " << IsaName(isa) << " kv "
                     << DTypeName(b.kv_dtype));
+      INFO("bf16_dot " << dot);
       REQUIRE(CompareClose(got, want.data() + t * b.heads * b.d,
-                           static_cast<size_t>(b.heads * b.d), 2e-5f, 1e-4f) == "");
+                           static_cast<size_t>(b.heads * b.d), dot ? 2e-3f : 2e-5f,
+                           dot ? 0.0f : 1e-4f) == "");
       for (int64_t e = b.heads * b.d; e < out_stride; ++e) REQUIRE(got[e] == -99.0f);
     }
   }
@@ -201,6 +212,122 @@ TEST_CASE("PagedAttention over a BF16 cache equals F32 attention on the rounded 
     RunBatch({.heads = 2, .kv_heads = 2, .d = 64, .block_size = 8, .seqs = {{30, 3}},
               .kv_dtype = DType::kBF16},
              nullptr, nullptr, isa);
+  }
+}
+
+TEST_CASE("PagedAttention with bf16 dot products over a BF16 cache", "[attention]") {
+  auto pool = ThreadPool::Create({.num_threads = 2});
+  REQUIRE(pool.ok());
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    if (!IsaSupported(isa)) continue;
+    INFO("isa=" << IsaName(isa));
+    for (int64_t d : {64, 80, 128}) {
+      RunBatch({.heads = 16, .kv_heads = 2, .d = d, .seqs = kMixed, .kv_dtype = DType::kBF16,
+                .bf16_dot = true},
+               pool->get(), nullptr, isa);
+    }
+    // Odd head dims (the last pair's second half is zero), blocks of 1, 8
+    // and 32 (runs starting mid-tile), MQA and TinyLlama's group of 8.
+    RunBatch({.heads = 9, .kv_heads = 1, .d = 7, .seqs = {{19, 19}, {20, 1}},
+              .kv_dtype = DType::kBF16, .bf16_dot = true},
+             nullptr, nullptr, isa);
+    RunBatch({.heads = 8, .kv_heads = 1, .d = 19, .block_size = 1, .seqs = {{7, 3}},
+              .kv_dtype = DType::kBF16, .bf16_dot = true},
+             nullptr, nullptr, isa);
+    RunBatch({.heads = 8, .kv_heads = 1, .d = 19, .block_size = 32,
+              .seqs = {{70, 70}, {45, 1}, {33, 2}}, .kv_dtype = DType::kBF16, .bf16_dot = true},
+             pool->get(), nullptr, isa);
+    RunBatch({.heads = 16, .kv_heads = 2, .d = 64, .block_size = 8, .seqs = {{30, 3}},
+              .kv_dtype = DType::kBF16, .bf16_dot = true},
+             nullptr, nullptr, isa);
+    RunBatch({.heads = 32, .kv_heads = 4, .d = 64, .seqs = {{129, 1}, {17, 1}, {40, 9}},
+              .kv_dtype = DType::kBF16, .bf16_dot = true},
+             pool->get(), nullptr, isa);
+    RunBatch({.heads = 16, .kv_heads = 2, .d = 64, .window = 5, .seqs = kMixed,
+              .kv_dtype = DType::kBF16, .bf16_dot = true},
+             nullptr, nullptr, isa);
+  }
+}
+
+// Contexts longer than one key chunk (256 positions) are split into chunks
+// whose partial results are merged; prefill tiles straddle chunk borders.
+const std::vector<Seq> kLong = {{600, 1}, {513, 1}, {256, 1}, {257, 1}, {530, 40}, {300, 300}};
+
+TEST_CASE("PagedAttention over long contexts split into key chunks", "[attention]") {
+  auto pool = ThreadPool::Create({.num_threads = 2});
+  REQUIRE(pool.ok());
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+    if (!IsaSupported(isa)) continue;
+    RunBatch({.heads = 8, .kv_heads = 2, .d = 64, .seqs = kLong}, pool->get(), nullptr, isa);
+    RunBatch({.heads = 8, .kv_heads = 2, .d = 64, .seqs = kLong, .kv_dtype = DType::kBF16},
+             pool->get(), nullptr, isa);
+    RunBatch({.heads = 16, .kv_heads = 2, .d = 64, .seqs = kLong, .kv_dtype = DType::kBF16,
+              .bf16_dot = true},
+             pool->get(), nullptr, isa);
+    RunBatch({.heads = 4, .kv_heads = 1, .d = 80, .window = 300, .seqs = kLong},
+             pool->get(), nullptr, isa);
+  }
+  RunBatch({.heads = 2, .kv_heads = 1, .d = 19, .block_size = 8, .seqs = {{700, 3}}}, nullptr,
+           nullptr, Isa::kScalar);
+}
+
+// The property speculative decoding relies on: a token's attention output is
+// the same bits whether it is decoded alone or is one of several new tokens
+// of its sequence (a verification step), and whatever the thread count.
+TEST_CASE("PagedAttention gives a token the same bits alone or in a multi-token step",
+          "[attention]") {
+  const int64_t heads = 16, kv_heads = 2, d = 64, bs = 16, ctx = 600, n_new = 5;
+  const int64_t row = kv_heads * d, blocks = (ctx + bs - 1) / bs;
+  for (DType kv : {DType::kF32, DType::kBF16}) {
+    for (bool dot : {false, true}) {
+      INFO("kv " << DTypeName(kv) << " bf16_dot " << dot);
+      std::vector<float> kc(static_cast<size_t>(blocks * bs * row)), vc(kc.size());
+      std::vector<int32_t> table(static_cast<size_t>(blocks)), slots(static_cast<size_t>(ctx));
+      for (int64_t b = 0; b < blocks; ++b) table[b] = static_cast<int32_t>(blocks - 1 - b);
+      for (int64_t i = 0; i < ctx; ++i) {
+        slots[i] = table[i / bs] * static_cast<int32_t>(bs) + static_cast<int32_t>(i % bs);
+      }
+      const std::vector<float> keys = RandomVector(static_cast<size_t>(ctx * row), 5, -2, 2);
+      const std::vector<float> values = RandomVector(static_cast<size_t>(ctx * row), 6);
+      REQUIRE(WriteKvCache(keys.data(), row, values.data(), row, slots.data(), ctx, kv_heads, d,
+                           kc.data(), vc.data(), blocks, bs, kv)
+                  .ok());
+      const std::vector<float> q = RandomVector(static_cast<size_t>(n_new * heads * d), 7, -2, 2);
+      auto run = [&](int64_t first, int64_t count, ThreadPool* pool) {
+        std::vector<int32_t> qs = {0, static_cast<int32_t>(count)};
+        std::vector<int32_t> lens = {static_cast<int32_t>(ctx - n_new + first + count)};
+        std::vector<float> out(static_cast<size_t>(count * heads * d));
+        PagedAttentionParams p;
+        p.q = q.data() + first * heads * d;
+        p.q_stride = heads * d;
+        p.out = out.data();
+        p.out_stride = heads * d;
+        p.k_cache = kc.data();
+        p.v_cache = vc.data();
+        p.kv_dtype = kv;
+        p.num_blocks = blocks;
+        p.block_size = bs;
+        p.num_seqs = 1;
+        p.query_start = qs.data();
+        p.context_lens = lens.data();
+        p.block_tables = table.data();
+        p.block_table_stride = blocks;
+        p.num_heads = heads;
+        p.num_kv_heads = kv_heads;
+        p.head_dim = d;
+        p.bf16_dot = dot;
+        REQUIRE(PagedAttention(p, pool).ok());
+        return out;
+      };
+      auto pool = ThreadPool::Create({.num_threads = 3});
+      REQUIRE(pool.ok());
+      const std::vector<float> all = run(0, n_new, nullptr);
+      for (int64_t t = 0; t < n_new; ++t) {
+        const std::vector<float> alone = run(t, 1, pool->get());
+        INFO("token " << t);
+        CHECK(std::memcmp(alone.data(), all.data() + t * heads * d, alone.size() * 4) == 0);
+      }
+    }
   }
 }
 

@@ -205,10 +205,169 @@ void AccumulateV(float* acc, float alpha, const float* p, const E* v, int64_t v_
   AccumulateVAnyD<T>(acc, alpha, p, v, v_stride, count, d);
 }
 
+// Bf16DotRun: rows in groups of kDotRows share every K and V pair vector
+// they load (AVX-512: 8 rows of one vector each; AVX2: 4 rows of two; the
+// scalar variant one row of 16), up to kDotRowBatch rows per pass.
+template <class T>
+constexpr int kDotRows = kRunVecs<T> >= 8 ? 1 : 8 / kRunVecs<T>;
+constexpr int64_t kDotRowBatch = 64;
+
+template <class T>
+void Bf16DotRunImpl(const Bf16DotRun& a) {
+  using Vec = typename T::Vec;
+  using Pairs = typename T::Bf16Pairs;
+  constexpr int L = T::kLanes;
+  constexpr int V = kRunVecs<T>;
+  constexpr int R = kDotRows<T>;
+  constexpr int64_t kHalf = kKeyTile / 2;
+  const int64_t d = a.d, count = a.count;
+  const int64_t dpairs = (d + 1) / 2, key_pairs = (count + 1) / 2, dvecs = (d + L - 1) / L;
+
+  // The run's keys as pairs along d (kp[i * V + c]: keys [c L, c L + L) of
+  // K rows 2i and 2i + 1) and its values as pairs of keys (vp[c * kHalf + j]:
+  // elements [c L, c L + L) of keys 2j and 2j + 1). Built once, read by
+  // every row from L1; slots past `count` and rows past d read as zero.
+  alignas(64) Pairs kp[(kMaxAttentionHeadDim / 2) * V];
+  alignas(64) Pairs vp[(kMaxAttentionHeadDim / L + 1) * kHalf];
+  for (int64_t i = 0; i < dpairs; ++i) {
+    const uint16_t* r0 = a.k + 2 * i * a.k_stride;
+    const bool has_r1 = 2 * i + 1 < d;
+    #pragma GCC unroll 16
+    for (int c = 0; c < V; ++c) {
+      const int64_t left = count - c * L;
+      const int64_t n = left <= 0 ? 0 : left >= L ? L : left;
+      kp[i * V + c] = T::ZipBf16(r0 + c * L, n, has_r1 ? r0 + a.k_stride + c * L : nullptr,
+                                 has_r1 ? n : 0);
+    }
+  }
+  for (int64_t c = 0; c < dvecs; ++c) {
+    const int64_t n = d - c * L < L ? d - c * L : L;
+    for (int64_t j = 0; j < key_pairs; ++j) {
+      const uint16_t* v0 = a.v + 2 * j * d + c * L;
+      const bool has_v1 = 2 * j + 1 < count;
+      vp[c * kHalf + j] = T::ZipBf16(v0, n, has_v1 ? v0 + d : nullptr, has_v1 ? n : 0);
+    }
+  }
+
+  alignas(64) float s[kDotRowBatch][kKeyTile];
+  alignas(64) uint16_t p16[kDotRowBatch][kKeyTile];
+  float alpha[kDotRowBatch];
+  bool active[kDotRowBatch];
+  const float neg_inf = -__builtin_inff();
+  for (int64_t row0 = 0; row0 < a.rows; row0 += kDotRowBatch) {
+    const int64_t nr = a.rows - row0 < kDotRowBatch ? a.rows - row0 : kDotRowBatch;
+    // Scores: R rows at a time (spare slots of the last group repeat its
+    // last row and are not stored).
+    for (int64_t rb = 0; rb < nr; rb += R) {
+      const uint32_t* q[R];
+      #pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) q[r] = a.q + (row0 + (rb + r < nr ? rb + r : nr - 1)) * a.q_stride;
+      Vec acc[R][V];
+      #pragma GCC unroll 8
+      for (int r = 0; r < R; ++r)
+        #pragma GCC unroll 16
+        for (int c = 0; c < V; ++c) acc[r][c] = T::Zero();
+      for (int64_t i = 0; i < dpairs; ++i) {
+        #pragma GCC unroll 16
+        for (int c = 0; c < V; ++c) {
+          const Pairs kv = kp[i * V + c];
+          #pragma GCC unroll 8
+          for (int r = 0; r < R; ++r) acc[r][c] = T::DotBf16(acc[r][c], T::SplatPair(q[r][i]), kv);
+        }
+      }
+      #pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        if (rb + r >= nr) break;
+        #pragma GCC unroll 16
+        for (int c = 0; c < V; ++c) T::Store(s[rb + r] + c * L, acc[r][c]);
+      }
+    }
+    // One online-softmax step per row; p rounded to bf16, and the
+    // denominator sums the rounded values, so the weights still sum to 1.
+    for (int64_t r = 0; r < nr; ++r) {
+      const int64_t row = row0 + r;
+      const int64_t lo = a.lo[row] > 0 ? a.lo[row] : 0;
+      const int64_t hi = a.hi[row] < count - 1 ? a.hi[row] : count - 1;
+      active[r] = lo <= hi;
+      alpha[r] = 1.0f;
+      if (!active[r]) {
+        for (int64_t j = 0; j < kKeyTile; ++j) p16[r][j] = 0;
+        continue;
+      }
+      float* sr = s[r];
+      const bool partial = lo > 0 || hi < kKeyTile - 1;
+      if (partial) {
+        for (int64_t j = 0; j < lo; ++j) sr[j] = neg_inf;
+        for (int64_t j = hi + 1; j < kKeyTile; ++j) sr[j] = neg_inf;
+      }
+      Vec v[V];
+      float run_max = neg_inf;
+      #pragma GCC unroll 16
+      for (int c = 0; c < V; ++c) {
+        v[c] = T::Load(sr + c * L);
+        const float x = T::ReduceMaxMasked(v[c], T::TailMask(L));
+        run_max = x > run_max ? x : run_max;
+      }
+      const float m_old = a.m[row];
+      const float m_new = run_max > m_old ? run_max : m_old;
+      // exp(-inf) would clamp to exp(-87), not 0: the first step says 0 itself.
+      const float al = m_new == m_old    ? 1.0f
+                       : m_old == neg_inf ? 0.0f
+                                          : T::First(Exp<T>(T::Set1(m_old - m_new)));
+      const Vec vm = T::Set1(m_new);
+      #pragma GCC unroll 16
+      for (int c = 0; c < V; ++c) T::StoreBf16(p16[r] + c * L, Exp<T>(T::Sub(v[c], vm)));
+      if (partial) {
+        for (int64_t j = 0; j < lo; ++j) p16[r][j] = 0;
+        for (int64_t j = hi + 1; j < kKeyTile; ++j) p16[r][j] = 0;
+      }
+      float sum = 0.0f;
+      #pragma GCC unroll 16
+      for (int c = 0; c < V; ++c) {
+        const float x = T::ReduceAdd(T::LoadBf16(p16[r] + c * L));
+        sum = c == 0 ? x : sum + x;
+      }
+      a.l[row] = a.l[row] * al + sum;
+      a.m[row] = m_new;
+      alpha[r] = al;
+    }
+    // acc = acc * alpha + p · V, one vector of d at a time.
+    for (int64_t c = 0; c < dvecs; ++c) {
+      const typename T::Mask mask = T::TailMask(d - c * L < L ? d - c * L : L);
+      const Pairs* vc = vp + c * kHalf;
+      for (int64_t rb = 0; rb < nr; rb += R) {
+        float* o[R];
+        const uint16_t* pr[R];
+        Vec acc[R];
+        #pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+          const int64_t rr = rb + r < nr ? rb + r : nr - 1;
+          o[r] = a.acc + (row0 + rr) * a.acc_stride + c * L;
+          pr[r] = p16[rr];
+          acc[r] = T::Mul(T::LoadMasked(o[r], mask), T::Set1(alpha[rr]));
+        }
+        for (int64_t j = 0; j < key_pairs; ++j) {
+          const Pairs vv = vc[j];
+          #pragma GCC unroll 8
+          for (int r = 0; r < R; ++r) {
+            uint32_t w;
+            __builtin_memcpy(&w, pr[r] + 2 * j, sizeof w);
+            acc[r] = T::DotBf16(acc[r], T::SplatPair(w), vv);
+          }
+        }
+        #pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+          if (rb + r < nr && active[rb + r]) T::StoreMasked(o[r], mask, acc[r]);
+        }
+      }
+    }
+  }
+}
+
 template <class T>
 constexpr AttentionVecOps MakeAttentionVecOps() {
-  return {&Scores<T, float>, &Scores<T, uint16_t>, &SoftmaxStep<T>, &AccumulateV<T, float>,
-          &AccumulateV<T, uint16_t>};
+  return {&Scores<T, float>,         &Scores<T, uint16_t>,      &SoftmaxStep<T>,
+          &AccumulateV<T, float>,    &AccumulateV<T, uint16_t>, &Bf16DotRunImpl<T>};
 }
 
 }  // namespace

@@ -64,6 +64,36 @@ void ConvertToBf16Avx512(const float* x, int64_t ldx, int64_t m, int64_t k, uint
 // j at i * block_size + j), so a query row scores a whole run with d vector
 // FMAs and no horizontal sums.
 constexpr int64_t kKeyTile = 16;
+
+// One run of up to kKeyTile keys of one (block, kv head) of a BF16 cache for
+// the query rows of that kv head, with bf16 dot products (vdpbf16ps):
+// scores from q rounded to bf16 (scale folded in), an online-softmax step
+// per row, and p rounded to bf16 for the weighted sum of V (the
+// denominator sums the same rounded p). Each row's arithmetic is the same
+// whatever the other rows are (batch and tile invariance).
+constexpr int64_t kMaxAttentionHeadDim = 512;
+struct Bf16DotRun {
+  const uint16_t* k;  // the run's first key column in the K tile [d, k_stride]
+  int64_t k_stride;   // block_size
+  const uint16_t* v;  // the run's first key row of V [count, d] (row stride d)
+  int64_t count;      // keys in the run, 1..kKeyTile; nothing past them is read
+  int64_t d;          // head dim, 1..kMaxAttentionHeadDim
+  int64_t rows;
+  // [rows, q_stride] 32-bit words: element pairs (2i, 2i+1) of q * scale
+  // rounded to bf16, the even element in the low half (d odd: the last
+  // pair's high half is 0).
+  const uint32_t* q;
+  int64_t q_stride;  // >= ceil(d / 2)
+  // [rows]: the run-relative keys [lo, hi] each row may see (causal and
+  // sliding window); a row whose range misses [0, count) is left alone.
+  const int32_t* lo;
+  const int32_t* hi;
+  float* m;    // [rows] running max of the scores
+  float* l;    // [rows] running denominator
+  float* acc;  // [rows, d] unnormalised output, row stride acc_stride
+  int64_t acc_stride;
+};
+
 struct AttentionVecOps {
   // s[j] = scale * sum_i q[i] * kt[i * kt_stride + j] for j in [0, count),
   // s[j] = 0 for j in [count, kKeyTile). q: [d]; kt: the keys transposed
@@ -86,6 +116,8 @@ struct AttentionVecOps {
                        int64_t v_stride, int64_t count, int64_t d);
   void (*accumulate_v_bf16)(float* acc, float alpha, const float* p, const uint16_t* v,
                             int64_t v_stride, int64_t count, int64_t d);
+  // See Bf16DotRun (AVX2 and scalar emulate vdpbf16ps exactly).
+  void (*bf16_dot_run)(const Bf16DotRun& run);
 };
 // out[i] = gate[i] / (1 + exp(-gate[i])) * up[i] for i in [0, n).
 void SiluMulScalar(const float* gate, const float* up, float* out, int64_t n);

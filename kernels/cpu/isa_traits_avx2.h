@@ -118,6 +118,13 @@ struct Avx2 {
     acc = _mm256_fmadd_ps(Even(x), Even(w), acc);
     return _mm256_fmadd_ps(Odd(x), Odd(w), acc);
   }
+  // Pair i = (a[i], b[i]) (see isa_traits_scalar.h); reads a[0, na), b[0, nb).
+  static Bf16Pairs ZipBf16(const uint16_t* a, int64_t na, const uint16_t* b, int64_t nb) {
+    const __m128i x = Load16Masked(a, na);
+    const __m128i y = nb > 0 ? Load16Masked(b, nb) : _mm_setzero_si128();
+    return _mm256_set_m128i(_mm_unpackhi_epi16(x, y), _mm_unpacklo_epi16(x, y));
+  }
+  static Bf16Pairs SplatPair(uint32_t pair) { return _mm256_set1_epi32(static_cast<int>(pair)); }
   // Round to nearest even, NaN stays NaN (kernels/dtype.h F32ToBf16).
   static void StoreBf16(uint16_t* out, Vec v) {
     const __m256i bits = _mm256_castps_si256(v);

@@ -24,6 +24,9 @@
 //   Add Sub Mul Div Min Max Fmadd(a*b+c) Fnmadd(c-a*b) Round Scale2(p*2^n)
 //   First ReduceAdd ReduceAddMasked ReduceMaxMasked
 //   LoadPairs PairsTailMask LoadPairsMasked Even Odd DotBf16 StoreBf16
+//   ZipBf16(a, na, b, nb)  pair i = (a[i], b[i]), reading only a[0, na) and
+//                       b[0, nb) (zeros past them); SplatPair(w): the 32-bit
+//                       pair w in every lane (bf16 dot-product attention)
 #ifndef KESTREL_KERNELS_CPU_ISA_TRAITS_SCALAR_H_
 #define KESTREL_KERNELS_CPU_ISA_TRAITS_SCALAR_H_
 
@@ -105,6 +108,11 @@ struct Scalar {
     acc += Even(x) * Even(w);
     return acc + Odd(x) * Odd(w);
   }
+  static Bf16Pairs ZipBf16(const uint16_t* a, int64_t na, const uint16_t* b, int64_t nb) {
+    const uint32_t lo = na > 0 ? a[0] : 0u, hi = nb > 0 ? b[0] : 0u;
+    return lo | hi << 16;
+  }
+  static Bf16Pairs SplatPair(uint32_t pair) { return pair; }
   // Round to nearest even, NaN stays NaN (kernels/dtype.h F32ToBf16).
   static void StoreBf16(uint16_t* out, Vec v) {
     uint32_t bits;
