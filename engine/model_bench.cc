@@ -272,11 +272,13 @@ struct Setup {
   int64_t vocab = 0;
 };
 
-// One engine step, after a bandwidth pass when `probed`; appends its wall
-// and CPU time (per thread) and the pass's GB/s.
+// Per timed step: wall seconds, CPU seconds per compute thread, and the
+// GB/s of the bandwidth pass before it (when probed).
 struct StepTimes {
   std::vector<double> wall, cpu, pass_gbs;
 };
+
+// One engine step, after a bandwidth pass when `probed`, appended to `times`.
 EngineCore::StepStats TimedStep(const Setup& setup, bool probed, StepTimes* times) {
   if (probed) times->pass_gbs.push_back(setup.probe());
   const auto t = Clock::now();
@@ -287,6 +289,8 @@ EngineCore::StepStats TimedStep(const Setup& setup, bool probed, StepTimes* time
   return stats;
 }
 
+// An error unless the step computed exactly the tokens the measurement
+// times (a failed or preempted step would make the figure meaningless).
 absl::Status CheckStep(const EngineCore::StepStats& s, int prefill_tokens, int decode_tokens,
                        absl::string_view what) {
   if (s.failed || s.prefill_tokens != prefill_tokens || s.decode_tokens != decode_tokens) {
