@@ -1,20 +1,32 @@
 // model_bench: prefill and decode throughput of a model on the serving
 // engine's offline path (engine/offline.h: scheduler, worker executor, CPU
-// backend, sampling), the machine's measured memory read bandwidth, and
-// decode batch 1 as a share of the bandwidth limit (weight bytes per token /
-// bandwidth). Weights in anonymous memory (the default) and from a plain
-// file mmap. A shared machine's bandwidth drifts by tens of percent within a
-// minute, so every timed batch-1 step follows a 1 GiB bandwidth pass and the
-// share is the median of the per-step ratios.
+// backend, sampling), each against its memory ceiling, and where a step's
+// time goes.
+//
+// Every timed step (prefill and each decode batch) follows a 1 GiB
+// bandwidth pass: a shared machine's bandwidth drifts by tens of percent
+// within a minute, so a step is compared with the bandwidth of its own
+// moment. The memory ceiling of a step is tokens per step x bandwidth /
+// weight bytes per step (the weights read once); the bench prints the
+// median and the spread (quartiles, range) of the passes and of the
+// per-step shares of the ceiling, and marks a batch far below its ceiling
+// (median share < 50%) compute-bound. Then, after the timed steps (so
+// profiling costs the headline numbers nothing), --profile-steps more steps
+// run with op timing on every rank (kernels/profiling_backend.h) and the
+// bench splits a step's wall time into GEMM, attention and the rest (the
+// other ops, and the host: engine, scheduler, runner, sampling rows).
+// Weights in anonymous memory (the default) and from a plain file mmap.
 //
 //   bazel run -c opt //engine:model_bench -- --threads=2
 //
 // Without --model it generates the synthetic tinyllama-1.1b BF16 checkpoint
-// in /tmp/kestrel_synth/tinyllama-1.1b-bf16 on first use.
+// in /tmp/kestrel_synth/tinyllama-1.1b-bf16 on first use. The columns are
+// explained in docs/benchmarks.md.
 #include <time.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -28,10 +40,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/flags.h"
+#include "common/status_macros.h"
 #include "engine/offline.h"
 #include "engine/worker_executor.h"
 #include "kernels/cpu/bandwidth.h"
 #include "kernels/cpu/thread_pool.h"
+#include "kernels/profiling_backend.h"
 #include "model/synthetic.h"
 #include "model/weights.h"
 #include "model/worker.h"
@@ -52,6 +66,7 @@ struct Flags {
   bool mmap_too = true;
   std::string kv_cache_dtype = "auto";
   bool bf16_dot = true;
+  int32_t profile_steps = 4;
 };
 Flags flags_;
 
@@ -70,25 +85,139 @@ double CpuSeconds() {
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
+// A sample's five-number summary; quartiles interpolate linearly between
+// order statistics (so the median of an even count is the mean of the
+// middle two).
+struct Spread {
+  double min = 0;
+  double q1 = 0;
+  double median = 0;
+  double q3 = 0;
+  double max = 0;
+};
+
+Spread SpreadOf(std::vector<double> v) {
+  Spread s;
+  if (v.empty()) return s;
   std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+  auto at = [&v](double q) {
+    const double pos = q * static_cast<double>(v.size() - 1);
+    const size_t i = static_cast<size_t>(std::floor(pos));
+    if (i + 1 >= v.size()) return v.back();
+    return v[i] + (pos - static_cast<double>(i)) * (v[i + 1] - v[i]);
+  };
+  s.min = v.front();
+  s.q1 = at(0.25);
+  s.median = at(0.5);
+  s.q3 = at(0.75);
+  s.max = v.back();
+  return s;
+}
+
+double Median(std::vector<double> v) { return SpreadOf(std::move(v)).median; }
+
+// A measurement against its memory ceiling, from a bandwidth pass right
+// before each timed step.
+struct Ceiling {
+  int passes = 0;         // 0: no probe, nothing below is set
+  Spread probe_gbs = {};  // the passes' GB/s
+  // Per step: its weight read rate / its pass's bandwidth, which is its
+  // tokens/s / the ceiling of that moment. In percent.
+  Spread share = {};
+  double weights_gbs = 0;  // weight bytes per step / median step time
+  double ceiling_tps = 0;  // tokens per step x median pass / weight bytes per step
+};
+
+// `wall[i]` follows a pass of `pass_gbs[i]`; every step reads `weight_bytes`
+// and computes `tokens` tokens.
+Ceiling CeilingOf(const std::vector<double>& wall, const std::vector<double>& pass_gbs,
+                  double tokens, double weight_bytes) {
+  Ceiling c;
+  if (pass_gbs.empty() || pass_gbs.size() != wall.size()) return c;
+  std::vector<double> share;
+  for (size_t i = 0; i < wall.size(); ++i) {
+    share.push_back(100.0 * weight_bytes / wall[i] / 1e9 / pass_gbs[i]);
+  }
+  c.passes = static_cast<int>(pass_gbs.size());
+  c.probe_gbs = SpreadOf(pass_gbs);
+  c.share = SpreadOf(std::move(share));
+  c.weights_gbs = weight_bytes / Median(wall) / 1e9;
+  c.ceiling_tps = tokens * c.probe_gbs.median * 1e9 / weight_bytes;
+  return c;
+}
+
+// Where a step's wall time goes, from profiled steps run after the timed
+// ones: per step, averaged over the steps and, for the ops, over the
+// tensor-parallel ranks (which run side by side).
+struct Breakdown {
+  int steps = 0;            // 0: not profiled
+  double step_ms = 0;       // wall clock
+  double gemm_ms = 0;       // Gemm
+  double attention_ms = 0;  // PagedAttention
+  double other_ops_ms = 0;  // every other op: norms, RoPE, KV writes, sampling, ...
+  // The rest: step - GEMM - attention = other ops + host (engine, scheduler,
+  // the runner's own work, and with tensor parallelism the all-reduces).
+  double rest_ms() const { return step_ms - gemm_ms - attention_ms; }
+};
+
+// The ranks' op timers (Worker::Options::profile_ops), on only while
+// profiled steps run. Empty: no breakdown.
+class RankProfilers {
+ public:
+  explicit RankProfilers(std::vector<kernels::ProfilingBackend*> ranks)
+      : ranks_(std::move(ranks)) {}
+  bool empty() const { return ranks_.empty(); }
+  void Start() {
+    for (kernels::ProfilingBackend* r : ranks_) {
+      r->Reset();
+      r->set_enabled(true);
+    }
+  }
+  // `wall`: seconds the `steps` steps took since Start.
+  Breakdown Stop(double wall, int steps) {
+    Breakdown b{.steps = steps, .step_ms = 1e3 * wall / steps};
+    const double per_step_ms = 1e3 / steps / static_cast<double>(ranks_.size());
+    for (kernels::ProfilingBackend* r : ranks_) {
+      r->set_enabled(false);
+      const kernels::OpProfile& p = r->profile();
+      const double gemm = p[kernels::OpKind::kGemm].seconds;
+      const double attention = p[kernels::OpKind::kPagedAttention].seconds;
+      b.gemm_ms += per_step_ms * gemm;
+      b.attention_ms += per_step_ms * attention;
+      b.other_ops_ms += per_step_ms * (p.total_seconds() - gemm - attention);
+    }
+    return b;
+  }
+
+ private:
+  std::vector<kernels::ProfilingBackend*> ranks_;  // not owned: the workers' backends
+};
+
+// Every rank's op timer; empty without Worker::Options::profile_ops.
+std::vector<kernels::ProfilingBackend*> ProfilersOf(WorkerExecutor& executor) {
+  std::vector<kernels::ProfilingBackend*> ranks;
+  for (int r = 0; r < executor.num_workers(); ++r) {
+    if (kernels::ProfilingBackend* p = executor.worker(r).profiler(); p != nullptr) {
+      ranks.push_back(p);
+    }
+  }
+  return ranks;
 }
 
 struct Result {
-  double prefill_tps = 0;      // wall clock
-  double prefill_cpu_tps = 0;  // CPU time / threads
+  struct Prefill {
+    double tps = 0;      // prompt tokens / best step time, wall clock
+    double cpu_tps = 0;  // the same by CPU time / threads
+    Ceiling ceiling = {};
+    Breakdown breakdown = {};
+  };
+  std::optional<Prefill> prefill;
   struct Decode {
     int batch = 0;
     double tps = 0;      // batch / median step time
     double cpu_tps = 0;  // batch / median step CPU time per thread
-    // With a probe: a bandwidth pass right before every timed step.
-    double probe_gbs = 0;        // median over those passes
-    double weights_gbs = 0;      // weight bytes per step / median step time
-    double limit_tps = 0;        // probe_gbs / weight bytes per token
-    double percent_of_limit = 0; // median over steps of (step's weight GB/s / its pass's GB/s)
+    Ceiling ceiling = {};
+    Breakdown breakdown = {};
   };
   std::vector<Decode> decode;
 };
@@ -124,12 +253,130 @@ class DeviceCopyProbe {
   kernels::DeviceBuffer src_, dst_;
 };
 
-// `probe` (may be null) is read right before every timed batch-1 step, so the
-// step's weight read rate is compared with the bandwidth of the same moment.
-// On a GPU the probe is a device copy instead.
+GenerateParams Greedy(std::vector<int32_t> prompt, int max_tokens) {
+  GenerateParams p;
+  p.prompt_ids = std::move(prompt);
+  p.sampling.temperature = 0.0f;
+  p.max_tokens = max_tokens;
+  p.ignore_eos = true;
+  return p;
+}
+
+// What the measurements on one loaded model share.
+struct Setup {
+  OfflineEngine* llm = nullptr;             // not owned
+  std::function<double()> probe = nullptr;  // one bandwidth pass, GB/s; null: no ceilings
+  RankProfilers* profilers = nullptr;       // not owned; empty: no breakdown
+  double weight_bytes = 0;                  // matrix bytes read per step
+  double threads = 0;                       // compute threads of all ranks
+  int64_t vocab = 0;
+};
+
+// Per timed step: wall seconds, CPU seconds per compute thread, and the
+// GB/s of the bandwidth pass before it (when probed).
+struct StepTimes {
+  std::vector<double> wall, cpu, pass_gbs;
+};
+
+// One engine step, after a bandwidth pass when `probed`, appended to `times`.
+EngineCore::StepStats TimedStep(const Setup& setup, bool probed, StepTimes* times) {
+  if (probed) times->pass_gbs.push_back(setup.probe());
+  const auto t = Clock::now();
+  const double c0 = CpuSeconds();
+  const EngineCore::StepStats stats = setup.llm->Step();
+  times->wall.push_back(Seconds(t));
+  times->cpu.push_back((CpuSeconds() - c0) / setup.threads);
+  return stats;
+}
+
+// An error unless the step computed exactly the tokens the measurement
+// times (a failed or preempted step would make the figure meaningless).
+absl::Status CheckStep(const EngineCore::StepStats& s, int prefill_tokens, int decode_tokens,
+                       absl::string_view what) {
+  if (s.failed || s.prefill_tokens != prefill_tokens || s.decode_tokens != decode_tokens) {
+    return absl::InternalError(absl::StrCat(what, " computed ", s.prefill_tokens, " prompt and ",
+                                            s.decode_tokens, " decode tokens, expected ",
+                                            prefill_tokens, " and ", decode_tokens,
+                                            s.failed ? " (the step failed)" : ""));
+  }
+  return absl::OkStatus();
+}
+
+// A --prompt-len prompt and its first token in one step, twice (the best
+// counts), then once more profiled.
+absl::StatusOr<Result::Prefill> MeasurePrefill(const Setup& setup) {
+  OfflineEngine& llm = *setup.llm;
+  const int32_t len = flags_.prompt_len;
+  std::vector<int32_t> ids(len);
+  for (int32_t i = 0; i < len; ++i) ids[i] = static_cast<int32_t>((i * 7919 + 1) % setup.vocab);
+  StepTimes times;
+  for (int rep = 0; rep < 2; ++rep) {
+    RETURN_IF_ERROR(llm.Add(Greedy(ids, 1)).status());
+    RETURN_IF_ERROR(CheckStep(TimedStep(setup, setup.probe != nullptr, &times), len, 0, "prefill"));
+    while (llm.has_work()) llm.Step();
+  }
+  Result::Prefill res;
+  res.tps = len / *std::min_element(times.wall.begin(), times.wall.end());
+  res.cpu_tps = len / *std::min_element(times.cpu.begin(), times.cpu.end());
+  res.ceiling = CeilingOf(times.wall, times.pass_gbs, len, setup.weight_bytes);
+  if (!setup.profilers->empty() && flags_.profile_steps > 0) {
+    RETURN_IF_ERROR(llm.Add(Greedy(ids, 1)).status());
+    setup.profilers->Start();
+    const auto t = Clock::now();
+    const EngineCore::StepStats stats = llm.Step();
+    res.breakdown = setup.profilers->Stop(Seconds(t), 1);
+    RETURN_IF_ERROR(CheckStep(stats, len, 0, "profiled prefill"));
+    while (llm.has_work()) llm.Step();
+  }
+  return res;
+}
+
+// `batch` 16-token prompts in one step, one untimed decode step (caches,
+// thread pool), --decode-steps timed ones (each after a bandwidth pass),
+// then --profile-steps profiled ones.
+absl::StatusOr<Result::Decode> MeasureDecode(const Setup& setup, int batch) {
+  OfflineEngine& llm = *setup.llm;
+  const int32_t steps = flags_.decode_steps;
+  const int32_t profiled = setup.profilers->empty() ? 0 : flags_.profile_steps;
+  for (int b = 0; b < batch; ++b) {
+    std::vector<int32_t> ids;
+    for (int i = 0; i < 16; ++i) {
+      ids.push_back(static_cast<int32_t>((b * 131 + i * 17) % setup.vocab));
+    }
+    RETURN_IF_ERROR(llm.Add(Greedy(ids, steps + profiled + 2)).status());
+  }
+  llm.Step();  // every prompt, in one step
+  StepTimes warmup, times;
+  RETURN_IF_ERROR(CheckStep(TimedStep(setup, false, &warmup), 0, batch, "decode step 0"));
+  for (int step = 1; step <= steps; ++step) {
+    RETURN_IF_ERROR(CheckStep(TimedStep(setup, setup.probe != nullptr, &times), 0, batch,
+                              absl::StrCat("decode step ", step)));
+  }
+  Result::Decode d{.batch = batch, .tps = batch / Median(times.wall),
+                   .cpu_tps = batch / Median(times.cpu)};
+  d.ceiling = CeilingOf(times.wall, times.pass_gbs, batch, setup.weight_bytes);
+  if (profiled > 0) {
+    setup.profilers->Start();
+    const auto t = Clock::now();
+    for (int step = 0; step < profiled; ++step) {
+      const EngineCore::StepStats stats = llm.Step();
+      if (absl::Status s = CheckStep(stats, 0, batch, "profiled decode step"); !s.ok()) {
+        setup.profilers->Stop(Seconds(t), step + 1);
+        return s;
+      }
+    }
+    d.breakdown = setup.profilers->Stop(Seconds(t), profiled);
+  }
+  while (llm.has_work()) llm.Step();
+  return d;
+}
+
+// Loads the model from `dir` and measures it. `cpu_probe` (may be null)
+// gives the interleaved bandwidth passes; on a GPU the probe is a device
+// copy instead. `profile`: the op-profiled steps too (--profile-steps).
 absl::StatusOr<Result> Bench(const std::string& dir, SafetensorsCheckpoint::Storage storage,
                              const std::vector<int>& batches, bool prefill,
-                             kernels::cpu::BandwidthProbe* cpu_probe) {
+                             kernels::cpu::BandwidthProbe* cpu_probe, bool profile) {
   const auto t0 = Clock::now();
   const absl::StatusOr<model::KvCacheDType> kv_dtype =
       model::ParseKvCacheDType(flags_.kv_cache_dtype);
@@ -143,10 +390,12 @@ absl::StatusOr<Result> Bench(const std::string& dir, SafetensorsCheckpoint::Stor
                              .threads = flags_.threads,
                              .runner = {.kv_cache_bytes = 1ull << 30,
                                         .bf16_dot = flags_.bf16_dot,
-                                        .kv_cache_dtype = *kv_dtype}};
+                                        .kv_cache_dtype = *kv_dtype},
+                             .profile_ops = profile && flags_.profile_steps > 0};
   auto executor = WorkerExecutor::Create(executor_options, weights);
   if (!executor.ok()) return executor.status();
   model::Worker* worker = &(*executor)->worker(0);
+  RankProfilers profilers(ProfilersOf(**executor));
   std::printf("  loaded in %.1f s (%s) on %s\n", Seconds(t0),
               storage == SafetensorsCheckpoint::Storage::kAnonymous ? "anonymous memory"
                                                                     : "file mmap",
@@ -157,20 +406,20 @@ absl::StatusOr<Result> Bench(const std::string& dir, SafetensorsCheckpoint::Stor
     if (!created.ok()) return created.status();
     device_probe.emplace(std::move(*created));
   }
-  std::function<double()> probe;
+  Setup setup{.profilers = &profilers};
   if (device_probe.has_value()) {
-    probe = [&] { return device_probe->MeasureReadGbs(); };
+    setup.probe = [&] { return device_probe->MeasureReadGbs(); };
   } else if (cpu_probe != nullptr) {
-    probe = [cpu_probe] { return cpu_probe->Measure(1).median_gbs; };
+    setup.probe = [cpu_probe] { return cpu_probe->Measure(1).median_gbs; };
   }
   const model::ModelRunner& r = worker->runner();
-  const double weight_bytes = static_cast<double>(weights->matrix_bytes_per_token());
+  setup.weight_bytes = static_cast<double>(weights->matrix_bytes_per_token());
   std::printf("  KV cache %s, %lld blocks of %lld tokens\n", kernels::DTypeName(r.kv_cache_dtype()),
               static_cast<long long>(r.num_kv_blocks()), static_cast<long long>(r.block_size()));
   if (storage == SafetensorsCheckpoint::Storage::kAnonymous) {
-    std::printf("  weight bytes read per decode step: %.3f GB\n", weight_bytes / 1e9);
+    std::printf("  weight bytes read per step: %.3f GB\n", setup.weight_bytes / 1e9);
   }
-  const int64_t vocab = r.config().vocab_size;
+  setup.vocab = r.config().vocab_size;
   int max_batch = 1;
   for (int b : batches) max_batch = std::max(max_batch, b);
   EngineOptions options;
@@ -180,87 +429,82 @@ absl::StatusOr<Result> Bench(const std::string& dir, SafetensorsCheckpoint::Stor
   options.max_num_seqs = std::max(max_batch, 1);
   options.enable_prefix_caching = false;
   options.request_log = RequestLogFormat::kOff;
-  auto llm_or = OfflineEngine::Create(options, std::move(*executor), nullptr);
-  if (!llm_or.ok()) return llm_or.status();
-  OfflineEngine& llm = **llm_or;
+  ASSIGN_OR_RETURN(std::unique_ptr<OfflineEngine> llm,
+                   OfflineEngine::Create(options, std::move(*executor), nullptr));
+  setup.llm = llm.get();
   // Compute threads of all ranks together (threads = 0 shares the CPUs).
-  const double threads = flags_.threads > 0 ? flags_.threads * flags_.tensor_parallel_size
-                                            : std::thread::hardware_concurrency();
-  auto greedy = [](std::vector<int32_t> prompt, int max_tokens) {
-    GenerateParams p;
-    p.prompt_ids = std::move(prompt);
-    p.sampling.temperature = 0.0f;
-    p.max_tokens = max_tokens;
-    p.ignore_eos = true;
-    return p;
-  };
+  setup.threads = flags_.threads > 0 ? flags_.threads * flags_.tensor_parallel_size
+                                     : std::thread::hardware_concurrency();
   Result res;
-
   if (prefill) {
-    const int32_t len = flags_.prompt_len;
-    std::vector<int32_t> ids(len);
-    for (int32_t i = 0; i < len; ++i) ids[i] = static_cast<int32_t>((i * 7919 + 1) % vocab);
-    double best = 1e30, best_cpu = 1e30;
-    for (int rep = 0; rep < 2; ++rep) {
-      if (absl::Status s = llm.Add(greedy(ids, 1)).status(); !s.ok()) return s;
-      // One step: the whole prompt and its first token.
-      const auto t = Clock::now();
-      const double c0 = CpuSeconds();
-      const EngineCore::StepStats step = llm.Step();
-      best = std::min(best, Seconds(t));
-      best_cpu = std::min(best_cpu, (CpuSeconds() - c0) / threads);
-      if (step.failed || step.prefill_tokens != len) {
-        return absl::InternalError(absl::StrCat("prefill step computed ", step.prefill_tokens,
-                                                " of ", len, " prompt tokens"));
-      }
-      while (llm.has_work()) llm.Step();
-    }
-    res.prefill_tps = len / best;
-    res.prefill_cpu_tps = len / best_cpu;
+    ASSIGN_OR_RETURN(res.prefill, MeasurePrefill(setup));
   }
-
-  const int32_t steps = flags_.decode_steps;
   for (int batch : batches) {
-    const int32_t prompt = 16;
-    for (int b = 0; b < batch; ++b) {
-      std::vector<int32_t> ids;
-      for (int i = 0; i < prompt; ++i) ids.push_back(static_cast<int32_t>((b * 131 + i * 17) % vocab));
-      if (absl::Status s = llm.Add(greedy(ids, steps + 2)).status(); !s.ok()) return s;
-    }
-    llm.Step();  // every prompt, in one step
-    // Step 0 warms caches and the thread pool; steps 1..steps are timed.
-    std::vector<double> wall, cpu, probe_gbs, ratio;
-    for (int step = 0; step <= steps; ++step) {
-      const bool timed = step > 0;
-      const bool probed = timed && probe != nullptr && batch == 1;
-      double pass_gbs = 0;
-      if (probed) pass_gbs = probe();
-      const auto t = Clock::now();
-      const double c0 = CpuSeconds();
-      const EngineCore::StepStats s = llm.Step();
-      if (s.failed || s.decode_tokens != batch) {
-        return absl::InternalError(absl::StrCat("decode step ", step, " decoded ",
-                                                s.decode_tokens, " of ", batch, " sequences"));
-      }
-      if (!timed) continue;
-      wall.push_back(Seconds(t));
-      cpu.push_back((CpuSeconds() - c0) / threads);
-      if (probed) {
-        probe_gbs.push_back(pass_gbs);
-        ratio.push_back(weight_bytes / wall.back() / 1e9 / pass_gbs);
-      }
-    }
-    while (llm.has_work()) llm.Step();
-    Result::Decode d{.batch = batch, .tps = batch / Median(wall), .cpu_tps = batch / Median(cpu)};
-    if (!ratio.empty()) {
-      d.probe_gbs = Median(probe_gbs);
-      d.weights_gbs = weight_bytes / Median(wall) / 1e9;
-      d.limit_tps = d.probe_gbs * 1e9 / weight_bytes;
-      d.percent_of_limit = 100.0 * Median(ratio);
-    }
+    ASSIGN_OR_RETURN(Result::Decode d, MeasureDecode(setup, batch));
     res.decode.push_back(d);
   }
   return res;
+}
+
+// Milliseconds with about three significant digits: 4.21, 42.1, 421.
+std::string Ms(double ms) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), ms < 10 ? "%.2f" : ms < 100 ? "%.1f" : "%.0f", ms);
+  return buf;
+}
+
+// "    per step (4 profiled): 36.5 ms = GEMM 33.1 (91%) + attention ..."
+void PrintBreakdown(const Breakdown& b) {
+  if (b.steps == 0) return;
+  auto pct = [&b](double ms) { return 100.0 * ms / b.step_ms; };
+  std::printf("    per step (%d profiled): %s ms = GEMM %s (%.0f%%) + attention %s (%.0f%%) + "
+              "rest %s (%.0f%%: other ops %s, host %s)\n",
+              b.steps, Ms(b.step_ms).c_str(), Ms(b.gemm_ms).c_str(),
+              pct(b.gemm_ms), Ms(b.attention_ms).c_str(), pct(b.attention_ms),
+              Ms(b.rest_ms()).c_str(), pct(b.rest_ms()), Ms(b.other_ops_ms).c_str(),
+              Ms(b.rest_ms() - b.other_ops_ms).c_str());
+}
+
+// The end of the headline line (", memory ceiling ...") and, with
+// `spread`, the spread of the per-step shares and of the passes (a prefill
+// has two of each: its median and range on one line instead).
+void PrintCeiling(const Ceiling& c, bool spread) {
+  if (c.passes == 0) {
+    std::printf("\n");
+    return;
+  }
+  // Far below the memory ceiling: the step is bound by something else.
+  const bool compute_bound = c.share.median < 50;
+  std::printf(", memory ceiling %.1f tokens/s%s\n", c.ceiling_tps,
+              compute_bound ? ": compute-bound" : "");
+  if (!spread) {
+    std::printf("    %.0f%% of the ceiling; bandwidth %.1f GB/s (%d passes, %.1f-%.1f)\n",
+                c.share.median, c.probe_gbs.median, c.passes, c.probe_gbs.min, c.probe_gbs.max);
+    return;
+  }
+  std::printf("    share of the ceiling per step: median %.0f%%, IQR %.0f-%.0f%%, range "
+              "%.0f-%.0f%%\n",
+              c.share.median, c.share.q1, c.share.q3, c.share.min, c.share.max);
+  std::printf("    bandwidth (%d passes between the steps): median %.1f GB/s, IQR %.1f-%.1f, range "
+              "%.1f-%.1f; weights read at %.1f\n",
+              c.passes, c.probe_gbs.median, c.probe_gbs.q1, c.probe_gbs.q3, c.probe_gbs.min,
+              c.probe_gbs.max, c.weights_gbs);
+}
+
+void PrintResult(const Result& res, absl::string_view label) {
+  if (res.prefill.has_value()) {
+    const Result::Prefill& p = *res.prefill;
+    std::printf("prefill (%d-token prompt): %.1f tokens/s [%.1f]", flags_.prompt_len, p.tps,
+                p.cpu_tps);
+    PrintCeiling(p.ceiling, /*spread=*/false);
+    PrintBreakdown(p.breakdown);
+  }
+  for (const Result::Decode& d : res.decode) {
+    std::printf("decode batch %2d%s: %.1f tokens/s [%.1f]", d.batch,
+                std::string(label).c_str(), d.tps, d.cpu_tps);
+    PrintCeiling(d.ceiling, /*spread=*/true);
+    PrintBreakdown(d.breakdown);
+  }
 }
 
 int Fail(const absl::Status& s) {
@@ -318,31 +562,17 @@ int Main() {
               bw.min_gbs, bw.max_gbs);
 
   const bool prefill = flags_.prompt_len > 0;
-  auto anon = Bench(dir, SafetensorsCheckpoint::Storage::kAnonymous, batches, prefill, probe->get());
+  auto anon = Bench(dir, SafetensorsCheckpoint::Storage::kAnonymous, batches, prefill, probe->get(),
+                    /*profile=*/true);
   if (!anon.ok()) return Fail(anon.status());
-  std::printf("(tokens/s from the median step, wall clock; in brackets by process CPU time / threads)\n");
-  if (prefill) {
-    std::printf("prefill (%d-token prompt): %.1f tokens/s [%.1f]\n",
-                flags_.prompt_len, anon->prefill_tps, anon->prefill_cpu_tps);
-  }
-  auto print_limit = [](const Result::Decode& d) {
-    std::printf("\n    weights read at %.1f GB/s; bandwidth in passes interleaved with the steps "
-                "%.1f GB/s (limit %.1f tokens/s);\n    %.0f%% of the bandwidth limit (median of "
-                "per-step ratios)",
-                d.weights_gbs, d.probe_gbs, d.limit_tps, d.percent_of_limit);
-  };
-  for (const Result::Decode& d : anon->decode) {
-    std::printf("decode batch %2d: %.1f tokens/s [%.1f]", d.batch, d.tps, d.cpu_tps);
-    if (d.percent_of_limit > 0) print_limit(d);
-    std::printf("\n");
-  }
+  std::printf("(tokens/s from the median step, wall clock; in brackets by process CPU time / "
+              "threads; memory ceiling: tokens per step x bandwidth / weight bytes)\n");
+  PrintResult(*anon, "");
   if (flags_.mmap_too && flags_.device == "cpu") {
-    auto mm = Bench(dir, SafetensorsCheckpoint::Storage::kFileMmap, {1}, false, probe->get());
+    auto mm = Bench(dir, SafetensorsCheckpoint::Storage::kFileMmap, {1}, false, probe->get(),
+                    /*profile=*/false);
     if (!mm.ok()) return Fail(mm.status());
-    const Result::Decode& d = mm->decode[0];
-    std::printf("decode batch  1, file-mmap weights: %.1f tokens/s [%.1f]", d.tps, d.cpu_tps);
-    print_limit(d);
-    std::printf("\n");
+    PrintResult(*mm, ", file-mmap weights");
   }
   return 0;
 }
@@ -354,7 +584,7 @@ int main(int argc, char** argv) {
   kestrel::engine::Flags& f = kestrel::engine::flags_;
   kestrel::FlagSet flags("model_bench", "",
                          "Prefill and decode throughput on the offline engine, against the "
-                         "measured memory bandwidth.");
+                         "measured memory bandwidth, and where a step's time goes.");
   flags.Add("model", &f.model, "DIR", "Model directory").DefaultText("synthetic tinyllama-1.1b BF16");
   flags.Add("device", &f.device, "cpu|cuda|cuda:N",
             "Backend; on a GPU the bandwidth probe is a device-to-device copy");
@@ -367,6 +597,9 @@ int main(int argc, char** argv) {
   flags.Add("mmap-too", &f.mmap_too, "Also measure decode batch 1 with file-mmap weights");
   flags.Add("kv-cache-dtype", &f.kv_cache_dtype, "TYPE", "KV cache element type")
       .Choices({"auto", "f32", "bf16"});
+  flags.Add("profile-steps", &f.profile_steps, "N",
+            "Op-profiled steps after each timed decode batch (and one prefill) for the time "
+            "per step in GEMM, attention and the rest; 0 = none");
   flags.Add("bf16-dot", &f.bf16_dot,
             "BF16 GEMMs with AVX512-BF16 dot products (the server's default); "
             "--no-bf16-dot = exact path");
@@ -375,6 +608,9 @@ int main(int argc, char** argv) {
   if (f.threads < 0) return flags.UsageError(absl::StrCat("--threads must be >= 0, got ", f.threads));
   if (f.decode_steps < 1) {
     return flags.UsageError(absl::StrCat("--decode-steps must be >= 1, got ", f.decode_steps));
+  }
+  if (f.profile_steps < 0) {
+    return flags.UsageError(absl::StrCat("--profile-steps must be >= 0, got ", f.profile_steps));
   }
   if (f.prompt_len < 0) {
     return flags.UsageError(absl::StrCat("--prompt-len must be >= 0, got ", f.prompt_len));

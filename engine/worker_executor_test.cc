@@ -3,7 +3,7 @@
 // seeded sampled request, a mixed batch with preemption and prefix
 // caching), and a rank that fails ends the step's requests with INTERNAL,
 // leaks no KV block, leaves the executor serving, and every rank thread
-// joins.
+// joins. Worker::Options::profile_ops wraps every rank's backend.
 #include "engine/worker_executor.h"
 
 #include <atomic>
@@ -15,6 +15,7 @@
 #include <catch2/catch.hpp>
 
 #include "engine/offline.h"
+#include "kernels/profiling_backend.h"
 #include "model/synthetic.h"
 #include "model/weights.h"
 #include "nlohmann/json.hpp"
@@ -296,6 +297,58 @@ TEST_CASE("a step reports each rank's time with tensor parallelism, none without
     CHECK(out.sampled[0].token == 432);  // stories260K's greedy continuation
     CHECK(out.rank_step_times.size() == (tp == 1 ? 0u : 2u));
     for (absl::Duration d : out.rank_step_times) CHECK(d > absl::ZeroDuration());
+  }
+}
+
+// Worker::Options::profile_ops reaches every rank's backend: the timer is
+// off until enabled, then counts each rank's ops, and the tokens do not
+// change.
+TEST_CASE("op profiling wraps every rank's backend and changes no token", "[tp][profiling]") {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const fs::path dir = fs::path(tmp != nullptr ? tmp : "/tmp") / "tp_exec_profiled";
+  auto config = model::SyntheticPresetConfig("tiny-qwen2", kernels::DType::kF32);
+  REQUIRE(config.ok());
+  REQUIRE(model::WriteSyntheticCheckpoint({.dir = dir, .config_json = *config,
+                                           .dtype = kernels::DType::kF32, .seed = 5,
+                                           .write_tokenizer = false})
+              .ok());
+  auto weights = Load(dir);
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 9; ++i) prompt.push_back((i * 31 + 7) % 320);
+  const int max_tokens = 6;  // one prefill step and 5 decode steps
+  const auto plain = Tokens(*Make(weights, 1), {Request(prompt, max_tokens)});
+
+  WorkerExecutor::Options o;
+  o.tensor_parallel_size = 2;
+  o.worker.threads = 1;
+  o.worker.runner.kv_cache_bytes = 16ull << 20;
+  o.worker.runner.bf16_dot = false;
+  o.worker.profile_ops = true;
+  auto executor = WorkerExecutor::Create(o, weights);
+  REQUIRE(executor.ok());
+  std::vector<kernels::ProfilingBackend*> profilers;
+  for (int r = 0; r < 2; ++r) {
+    profilers.push_back((*executor)->worker(r).profiler());
+    REQUIRE(profilers.back() != nullptr);
+    CHECK(&(*executor)->worker(r).backend() == profilers.back());
+  }
+  auto e = OfflineEngine::Create({.request_log = RequestLogFormat::kOff}, std::move(*executor),
+                                 nullptr);
+  REQUIRE(e.ok());
+  CHECK(Tokens(**e, {Request(prompt, max_tokens)}) == plain);
+  for (kernels::ProfilingBackend* p : profilers) CHECK(p->profile().total_calls() == 0);
+
+  for (kernels::ProfilingBackend* p : profilers) p->set_enabled(true);
+  CHECK(Tokens(**e, {Request(prompt, max_tokens)}) == plain);
+  const int64_t layers = weights->config().num_hidden_layers;
+  for (int r = 0; r < 2; ++r) {
+    INFO("rank " << r);
+    const kernels::OpProfile& p = profilers[r]->profile();
+    CHECK(p[kernels::OpKind::kPagedAttention].calls == layers * max_tokens);
+    CHECK(p[kernels::OpKind::kWriteKvCache].calls == layers * max_tokens);
+    CHECK(p[kernels::OpKind::kGemm].calls >= 4 * layers * max_tokens);  // qkv, o, gate_up, down
+    CHECK(p[kernels::OpKind::kGemm].seconds > 0);
+    CHECK(p.total_seconds() > p[kernels::OpKind::kGemm].seconds);
   }
 }
 

@@ -1,5 +1,6 @@
 #include "model/worker.h"
 
+#include <memory>
 #include <utility>
 
 #include "common/status_macros.h"
@@ -16,6 +17,11 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(
                                                      : options.rank;
   ASSIGN_OR_RETURN(w->backend_,
                    kernels::CreateBackend({.device = options.device, .threads = options.threads}));
+  if (options.profile_ops) {
+    auto profiled = std::make_unique<kernels::ProfilingBackend>(std::move(w->backend_));
+    w->profiler_ = profiled.get();
+    w->backend_ = std::move(profiled);
+  }
   ASSIGN_OR_RETURN(w->runner_,
                    ModelRunner::Create(options.runner, std::move(weights), w->backend_.get()));
   return w;

@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kernels/backend.h"
+#include "kernels/profiling_backend.h"
 #include "model/model_runner.h"
 #include "model/weights.h"
 
@@ -35,6 +36,11 @@ class Worker {
     // one per CPU.
     int threads = 0;
     ModelRunner::Options runner = {};
+    // Wraps the backend in kernels::ProfilingBackend, so profiler() can time
+    // every op (disabled until the caller enables it; then, on an
+    // asynchronous device, each op synchronizes: a benchmark mode, never
+    // for serving). model_bench's "where the time goes" uses it.
+    bool profile_ops = false;
   };
 
   static absl::StatusOr<std::unique_ptr<Worker>> Create(
@@ -50,12 +56,16 @@ class Worker {
   kernels::Backend& backend() { return *backend_; }
   // "cpu (avx512, 2 threads)".
   std::string Describe() const { return backend_->Describe(); }
+  // The backend's op timer with options.profile_ops, else null. Enable,
+  // read and reset it only between steps.
+  kernels::ProfilingBackend* profiler() { return profiler_; }
 
  private:
   Worker() = default;
 
   int rank_ = 0;
   std::unique_ptr<kernels::Backend> backend_;
+  kernels::ProfilingBackend* profiler_ = nullptr;  // not owned: backend_ when profiling
   std::unique_ptr<ModelRunner> runner_;  // uses backend_; destroyed first
 };
 
