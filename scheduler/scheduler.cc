@@ -407,11 +407,20 @@ absl::Status Scheduler::ScheduleDecodes(StepOutput* out) {
     const int end = seq->num_computed + 1;
     seq->draft.clear();
     if (seq->request->request.num_speculative_tokens > 0) {
-      // Every later running sequence may still need one token of budget.
-      ProposeDraft(seq, static_cast<int>(running_.size() - i - 1));
+      // Every later running sequence may still need one token of budget
+      // and one fresh block.
+      const int reserve = static_cast<int>(running_.size() - i - 1);
+      ProposeDraft(seq, reserve);
+      const int num_drafts = static_cast<int>(seq->draft.size());
+      // Drafts only take blocks nobody else in this step may need, so they
+      // never cause a preemption (nor eat into the admission watermark).
+      if (num_drafts > 0 &&
+          blocks_->num_free_blocks() -
+                  blocks_->BlocksNeededToAppend(seq->id, seq->num_computed, end + num_drafts) <
+              reserve + watermark_blocks_) {
+        seq->draft.clear();
+      }
       if (!seq->draft.empty()) {
-        const int num_drafts = static_cast<int>(seq->draft.size());
-        // Drafts only take free blocks; they never preempt anyone.
         auto table = blocks_->AppendSlots(seq->id, seq->num_computed, end + num_drafts,
                                           &out->block_copies);
         if (table.ok()) {
