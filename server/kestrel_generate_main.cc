@@ -144,6 +144,17 @@ int Run(const Flags& f, const FlagSet& flags) {
     return flags.UsageError(absl::StrCat("--gpu-memory-utilization must be in (0, 1], got ",
                                          f.gpu_memory_utilization));
   }
+  if (f.speculative_ngram_tokens < 0 ||
+      f.speculative_ngram_tokens > engine::kMaxSpeculativeTokens) {
+    return flags.UsageError(absl::StrCat("--speculative-ngram-tokens: must be in [0, ",
+                                         engine::kMaxSpeculativeTokens, "], got ",
+                                         f.speculative_ngram_tokens));
+  }
+  if (f.speculative_ngram_min < 1 || f.speculative_ngram_max < f.speculative_ngram_min) {
+    return flags.UsageError(absl::StrCat(
+        "--speculative-ngram-min/max: need 1 <= min <= max, got min ", f.speculative_ngram_min,
+        ", max ", f.speculative_ngram_max));
+  }
   if (f.speculative_ngram_tokens > 0 && f.device != "cpu") {
     return flags.UsageError(absl::StrCat(
         "--speculative-ngram-tokens: speculative decoding is CPU-only for now, got ",
@@ -180,10 +191,6 @@ int Run(const Flags& f, const FlagSet& flags) {
   options.ngram = {.min_n = f.speculative_ngram_min, .max_n = f.speculative_ngram_max};
   absl::StatusOr<std::unique_ptr<engine::OfflineEngine>> llm =
       engine::OfflineEngine::Create(options, std::move(loaded->executor), tok);
-  // Out-of-range speculative flags are bad flag values.
-  if (!llm.ok() && llm.status().code() == absl::StatusCode::kInvalidArgument) {
-    return flags.UsageError(std::string(llm.status().message()));
-  }
   if (!llm.ok()) return fail(llm.status());
   absl::StatusOr<size_t> index = (*llm)->Add(*std::move(request));
   // A request the model cannot take is a bad flag value (--top-p=1.5, a
