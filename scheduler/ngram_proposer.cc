@@ -25,9 +25,15 @@ void ProposeNgramDraft(absl::Span<const TokenId> tokens, const NgramOptions& opt
     }
   }
   if (best_len < options.min_n) return;
+  // The context from the match on repeats with period P = len - first; past
+  // the context's end the draft goes on repeating it (vLLM stops there,
+  // which on a short cycle proposes one or two tokens a step).
   const int first = best_end + 1;
-  const int count = std::min(k, len - first);
-  draft->assign(tokens.begin() + first, tokens.begin() + first + count);
+  const int period = len - first;
+  draft->reserve(static_cast<size_t>(k));
+  for (int i = 0; i < k; ++i) {
+    draft->push_back(i < period ? tokens[first + i] : (*draft)[i - period]);
+  }
 }
 
 }  // namespace kestrel::scheduler

@@ -20,8 +20,9 @@ struct NgramOptions {
 // Replaces `draft` with up to `k` proposed continuations of `tokens` (the
 // prompt and the output so far): the longest suffix of length in
 // [min_n, max_n] that occurs earlier in `tokens` is found, its most recent
-// earlier occurrence is chosen, and the tokens that followed it are
-// proposed (fewer than k when the context ends first). Empty when no
+// earlier occurrence is chosen, and the k tokens that followed it are
+// proposed; where the context ends first, the draft continues the cycle the
+// match implies (the context from the match on, repeated). Empty when no
 // suffix of length >= min_n occurs earlier.
 //
 // One backward scan over `tokens`, O(len(tokens) * max_n) at worst, and it

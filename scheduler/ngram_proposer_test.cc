@@ -26,12 +26,15 @@ TEST_CASE("the most recent occurrence of the longest suffix is continued", "[ngr
   CHECK(Propose({9, 3, 8, 7, 9}, 4) == std::vector<TokenId>{3, 8, 7, 9});
 }
 
-TEST_CASE("k, the end of the context and min_n bound the draft", "[ngram]") {
-  CHECK(Propose({1, 2, 3, 1, 2}, 5) == std::vector<TokenId>{3, 1, 2});
+TEST_CASE("k and min_n bound the draft; past the context's end it continues the cycle",
+          "[ngram]") {
+  // "1 2" matched 3 tokens back: the text repeats with period 3.
+  CHECK(Propose({1, 2, 3, 1, 2}, 5) == std::vector<TokenId>{3, 1, 2, 3, 1});
   CHECK(Propose({1, 2, 3, 1, 2}, 1) == std::vector<TokenId>{3});
   CHECK(Propose({1, 2, 3, 1, 2}, 0).empty());
-  // A repeated token proposes itself.
-  CHECK(Propose({5, 5, 5, 5}, 3) == std::vector<TokenId>{5});
+  // A repeated token proposes itself, a 2-cycle goes on alternating.
+  CHECK(Propose({5, 5, 5, 5}, 3) == std::vector<TokenId>{5, 5, 5});
+  CHECK(Propose({8, 1, 2, 1, 2}, 3) == std::vector<TokenId>{1, 2, 1});
   // No earlier occurrence, or only shorter than min_n.
   CHECK(Propose({1, 2, 3, 4}, 3).empty());
   CHECK(Propose({1, 2, 9, 2}, 3, /*min_n=*/2).empty());
