@@ -63,6 +63,23 @@ absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Create(
     const EngineOptions& options, std::unique_ptr<ModelExecutor> executor,
     const tokenizer::Tokenizer* tokenizer, EngineMetrics* metrics, Listener* listener) {
   if (executor == nullptr) return absl::InvalidArgumentError("engine needs a model executor");
+  if (options.num_speculative_tokens < 0 ||
+      options.num_speculative_tokens > scheduler::kMaxSpeculativeTokens) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_speculative_tokens must be in [0, ", scheduler::kMaxSpeculativeTokens,
+                     "], got ", options.num_speculative_tokens));
+  }
+  if (options.num_speculative_tokens > 0 && !options.speculative_supported) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "num_speculative_tokens = ", options.num_speculative_tokens,
+        ": speculative decoding is not supported on this device (its sampling op cannot "
+        "verify draft tokens)"));
+  }
+  if (options.ngram.min_n < 1 || options.ngram.max_n < options.ngram.min_n) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "speculative n-gram lengths need 1 <= min <= max, got min ", options.ngram.min_n,
+        ", max ", options.ngram.max_n));
+  }
   if (options.max_queued_requests < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_queued_requests must be >= 0, got ", options.max_queued_requests));
@@ -83,6 +100,7 @@ absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Create(
   sched.policy = options.policy;
   sched.watermark = options.watermark;
   sched.enable_chunked_prefill = options.enable_chunked_prefill;
+  sched.ngram = options.ngram;
   ASSIGN_OR_RETURN(std::unique_ptr<scheduler::Scheduler> scheduler,
                    scheduler::Scheduler::Create(sched));
   return std::unique_ptr<EngineCore>(new EngineCore(options, std::move(executor),
@@ -142,6 +160,18 @@ absl::Status EngineCore::Validate(const GenerateParams& p) const {
   if (p.min_tokens < 0 || p.min_tokens > max_tokens) {
     return absl::InvalidArgumentError(absl::StrCat("stopping.min_tokens must be in [0, ", max_tokens,
                                                    "], got ", p.min_tokens));
+  }
+  if (p.num_speculative_tokens.has_value() &&
+      (*p.num_speculative_tokens < 0 ||
+       *p.num_speculative_tokens > scheduler::kMaxSpeculativeTokens)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampling.num_speculative_tokens must be in [0, ",
+                     scheduler::kMaxSpeculativeTokens, "], got ", *p.num_speculative_tokens));
+  }
+  if (p.num_speculative_tokens.value_or(0) > 0 && !options_.speculative_supported) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sampling.num_speculative_tokens = ", *p.num_speculative_tokens,
+        ": speculative decoding is not supported on this server's device"));
   }
   if (p.n < 1 || p.n > options_.max_num_seqs) {
     return absl::InvalidArgumentError(
@@ -214,6 +244,8 @@ void EngineCore::Add(uint64_t handle, GenerateParams params, std::shared_ptr<Req
       p.return_prompt_logits ? absl::StrCat("prompt-logits-", handle, "-", p.cache_salt)
                              : p.cache_salt;
   request.deadline = p.deadline;
+  request.num_speculative_tokens =
+      p.num_speculative_tokens.value_or(options_.num_speculative_tokens);
 
   absl::Status status;
   active->samples.resize(p.n);
@@ -410,6 +442,7 @@ EngineCore::StepStats EngineCore::Step(absl::Time now) {
   stats.prefill_tokens = step_.num_prefill_tokens;
   stats.decode_tokens = step_.num_decode_tokens;
   stats.preemptions = static_cast<int>(step_.preempted.size());
+  stats.draft_tokens = step_.num_draft_tokens;
   if (step_.scheduled.empty()) {
     std::vector<scheduler::SampledToken> none;
     if (absl::Status s = scheduler_->Update(none).status(); !s.ok()) return fail(s);
@@ -421,7 +454,7 @@ EngineCore::StepStats EngineCore::Step(absl::Time now) {
   if (absl::Status s = Execute(); !s.ok()) return fail(s);
   DeliverPromptLogits();
   const absl::Time done = Now();
-  Detokenize(done);
+  Detokenize(done, &stats);
   absl::StatusOr<std::vector<scheduler::FinishedSequence>> finished = Commit();
   if (!finished.ok()) return fail(finished.status());
   Stream(*finished, done);
@@ -436,6 +469,11 @@ EngineCore::StepStats EngineCore::Step(absl::Time now) {
     sample.num_preemptions = stats.preemptions;
     sample.prefix_cache_queried_tokens = prefix_queried;
     sample.prefix_cache_hit_tokens = prefix_hits;
+    sample.spec_draft_tokens = stats.draft_tokens;
+    sample.spec_accepted_tokens = stats.accepted_draft_tokens;
+    for (const scheduler::ScheduledSequence& seq : step_.scheduled) {
+      sample.spec_decode_steps += seq.num_draft_tokens > 0;
+    }
     sample.rank_step_times = output_.rank_step_times;
     metrics_->RecordStep(sample);
   }
@@ -492,6 +530,28 @@ void EngineCore::PrepareDraws() {
       return_logits_.push_back(static_cast<int32_t>(s));
     }
     if (!seq.samples) continue;
+    if (seq.num_draft_tokens > 0) {
+      // Row i verifies draft i given drafts 0..i-1 were accepted (they count
+      // as generated for min_tokens and the penalties); the last row draws
+      // the token after the last draft.
+      Sample& sample = active.samples[seq.sample_index];
+      const absl::Span<const int32_t> drafts = seq.token_ids.subspan(1);
+      for (int i = 0; i <= seq.num_draft_tokens; ++i) {
+        banned_.clear();
+        if (sample.num_tokens + i < p.min_tokens) {
+          if (!p.ignore_eos) banned_ = options_.eos_token_ids;
+          banned_.insert(banned_.end(), p.stop_token_ids.begin(), p.stop_token_ids.end());
+        }
+        const int32_t draft = i < seq.num_draft_tokens ? drafts[i] : -1;
+        kernels::SampleRow& row = rows_.emplace_back();
+        sample.sampler->PrepareDraft(
+            banned_, std::span<const int32_t>(drafts.data(), static_cast<size_t>(i)), draft, &row,
+            &adjust_);
+        row.logits_row = static_cast<int32_t>(s);
+        draws_.push_back(Draw{seq.request_id, seq.sample_index, seq.seq_id, true, draft});
+      }
+      continue;
+    }
     for (int k = 0; k < seq.num_samples; ++k) {
       const int index = seq.num_samples > 1 ? k : seq.sample_index;
       Sample& sample = active.samples[index];
@@ -504,7 +564,7 @@ void EngineCore::PrepareDraws() {
       kernels::SampleRow& row = rows_.emplace_back();
       sample.sampler->Prepare(banned_, &row, &adjust_);
       row.logits_row = static_cast<int32_t>(s);
-      draws_.push_back(Draw{seq.request_id, index, seq.seq_id});
+      draws_.push_back(Draw{seq.request_id, index, seq.seq_id, false, -1});
     }
   }
 }
@@ -552,11 +612,33 @@ void EngineCore::DeliverPromptLogits() {
   }
 }
 
-void EngineCore::Detokenize(absl::Time now) {
+bool EngineCore::EndsSample(const Active& active, const Sample& sample, int32_t token) const {
+  const GenerateParams& p = active.params;
+  const auto& eos = options_.eos_token_ids;
+  if (!p.ignore_eos && std::find(eos.begin(), eos.end(), token) != eos.end()) return true;
+  if (std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), token) !=
+      p.stop_token_ids.end()) {
+    return true;
+  }
+  const int max_tokens =
+      p.max_tokens.value_or(max_model_len_ - static_cast<int>(p.prompt_ids.size()));
+  return sample.num_tokens >= max_tokens;
+}
+
+void EngineCore::Detokenize(absl::Time now, StepStats* stats) {
   sampled_.clear();
   std::vector<uint64_t> failed;
+  // The sequence whose run of draft rows has ended; its later rows are
+  // dropped (seq ids start at 1).
+  scheduler::SequenceId run_over = 0;
   for (size_t i = 0; i < draws_.size(); ++i) {
     const Draw& draw = draws_[i];
+    if (draw.speculative) {
+      if (draw.seq_id == run_over) continue;
+      // Until the run ends, every row's token is emitted; only a row whose
+      // token is its draft lets the next row count.
+      if (draw.draft < 0 || output_.sampled[i].token != draw.draft) run_over = draw.seq_id;
+    }
     auto it = active_.find(draw.handle);
     if (it == active_.end()) continue;
     Active& active = *it->second;
@@ -576,10 +658,18 @@ void EngineCore::Detokenize(absl::Time now) {
         sample.detokenizer != nullptr ? sample.detokenizer->Add(token.token) : std::string();
     if (!delta.ok()) {
       failed.push_back(draw.handle);
+      run_over = draw.seq_id;
       continue;
     }
     StopStringMatcher::Result text =
         sample.stops->Process(*delta, /*allow_stop=*/sample.num_tokens >= p.min_tokens);
+    if (draw.speculative) {
+      if (token.token == draw.draft) ++stats->accepted_draft_tokens;
+      // Cut the run exactly where plain decoding would have stopped.
+      if (text.stop.has_value() || EndsSample(active, sample, token.token)) {
+        run_over = draw.seq_id;
+      }
+    }
     sample.pending.token_ids.push_back(token.token);
     sample.pending.text += text.text;
     if (p.sampling.logprobs) sample.pending.logprobs.push_back(std::move(token));

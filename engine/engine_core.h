@@ -55,6 +55,15 @@ struct EngineOptions {
   // Tokens that end a sample as "eos" unless ignore_eos; the first is the
   // model's primary EOS.
   std::vector<int32_t> eos_token_ids = {};
+  // Speculative decoding: the draft tokens a request verifies per decode
+  // step when it does not say (GenerateParams::num_speculative_tokens); 0
+  // off. Drafts come from prompt lookup with suffixes of ngram.min_n to
+  // ngram.max_n tokens (docs/scheduler.md "Speculative decoding").
+  int num_speculative_tokens = 0;
+  scheduler::NgramOptions ngram = {};
+  // False where the backend's sampling op cannot verify drafts (CUDA, for
+  // now): requests asking for speculative decoding are refused.
+  bool speculative_supported = true;
   // Request limits checked by Validate.
   int max_stop_strings = 16;
   int max_stop_string_bytes = 256;
@@ -130,6 +139,9 @@ class EngineCore {
     int prefill_tokens = 0;
     int decode_tokens = 0;
     int preemptions = 0;
+    // Speculative decoding: draft tokens verified and accepted.
+    int draft_tokens = 0;
+    int accepted_draft_tokens = 0;
     absl::Duration duration = absl::ZeroDuration();  // by the clock
     bool failed = false;  // the step's requests ended with INTERNAL
   };
@@ -153,6 +165,10 @@ class EngineCore {
     uint64_t handle = 0;
     int sample = 0;
     scheduler::SequenceId seq_id = 0;
+    // One of a run of rows verifying drafts: the run ends at the first row
+    // whose token differs from its draft (or that has none), or that stops.
+    bool speculative = false;
+    int32_t draft = -1;
   };
 
   EngineCore(const EngineOptions& options, std::unique_ptr<ModelExecutor> executor,
@@ -167,7 +183,11 @@ class EngineCore {
   void PrepareDraws();
   absl::Status Execute();
   void DeliverPromptLogits();
-  void Detokenize(absl::Time now);
+  // Fills the step's spec_* counts in `stats`.
+  void Detokenize(absl::Time now, StepStats* stats);
+  // Whether `token` ends the sample as plain decoding would (EOS, a stop
+  // token, max_tokens); stop strings are the matcher's.
+  bool EndsSample(const Active& active, const Sample& sample, int32_t token) const;
   absl::StatusOr<std::vector<scheduler::FinishedSequence>> Commit();
   void Stream(const std::vector<scheduler::FinishedSequence>& finished, absl::Time now);
   // Ends the requests of the current step with INTERNAL and closes the

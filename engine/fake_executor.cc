@@ -80,9 +80,13 @@ absl::Status FakeExecutor::Execute(const ExecuteInput& in, ExecuteOutput* out) {
       cache_[block * block_size + pos % block_size] = seq.token_ids[i];
     }
     if (!seq.samples) continue;
+    // A sequence verifying drafts gets a row per new token.
     row_of_seq[s] = static_cast<int32_t>(logits_.size() / vocab);
-    logits_.resize(logits_.size() + vocab, 0.0f);
-    logits_[row_of_seq[s] * vocab + Predict(context_of(seq, end))] = options_.peak_logit;
+    for (int i = seq.num_draft_tokens; i >= 0; --i) {
+      const size_t row = logits_.size() / vocab;
+      logits_.resize(logits_.size() + vocab, 0.0f);
+      logits_[row * vocab + Predict(context_of(seq, end - i))] = options_.peak_logit;
+    }
   }
   const int64_t fail_at = fail_at_step_.load(std::memory_order_relaxed);
   if (fail_at > 0 && index == fail_at) {
@@ -103,13 +107,19 @@ absl::Status FakeExecutor::Execute(const ExecuteInput& in, ExecuteOutput* out) {
 
   rows_.assign(in.samples.begin(), in.samples.end());
   int32_t max_top = 0;
+  std::vector<int32_t> used(step.scheduled.size(), 0);
   for (size_t i = 0; i < rows_.size(); ++i) {
     const int32_t s = rows_[i].logits_row;
     if (s < 0 || s >= static_cast<int32_t>(row_of_seq.size()) || row_of_seq[s] < 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("fake executor: sample ", i, " names sequence ", s, ", which does not sample"));
     }
-    rows_[i].logits_row = row_of_seq[s];
+    const int drafts = step.scheduled[s].num_draft_tokens;
+    if (drafts > 0 && used[s] > drafts) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("fake executor: more than ", drafts + 1, " samples of sequence ", s));
+    }
+    rows_[i].logits_row = row_of_seq[s] + (drafts > 0 ? used[s]++ : 0);
     max_top = std::max(max_top, rows_[i].num_top_logprobs);
   }
   const size_t n = rows_.size();

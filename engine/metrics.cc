@@ -152,6 +152,22 @@ struct EngineMetrics::Families {
                         .Help("Sequences preempted to free KV memory.")
                         .Register(registry)
                         .Add(labels)),
+        spec_steps(prometheus::BuildCounter()
+                       .Name("kestrel_spec_decode_steps_total")
+                       .Help("Decodes of one sequence that verified draft tokens "
+                             "(speculative decoding).")
+                       .Register(registry)
+                       .Add(labels)),
+        spec_draft(prometheus::BuildCounter()
+                       .Name("kestrel_spec_decode_draft_tokens_total")
+                       .Help("Draft tokens proposed by prompt lookup and verified.")
+                       .Register(registry)
+                       .Add(labels)),
+        spec_accepted(prometheus::BuildCounter()
+                          .Name("kestrel_spec_decode_accepted_tokens_total")
+                          .Help("Draft tokens accepted (emitted as output).")
+                          .Register(registry)
+                          .Add(labels)),
         steps(prometheus::BuildCounter()
                   .Name("kestrel_steps_total")
                   .Help("Engine steps executed.")
@@ -229,6 +245,9 @@ struct EngineMetrics::Families {
   Counter& prompt_tokens;
   Counter& generation_tokens;
   Counter& preemptions;
+  Counter& spec_steps;
+  Counter& spec_draft;
+  Counter& spec_accepted;
   Counter& steps;
   Histogram& step_duration;
   Family<Histogram>& rank_step_duration;  // series per rank, added when seen
@@ -263,6 +282,9 @@ void EngineMetrics::RecordStep(const StepSample& step) {
   f.preemptions.Increment(std::max(step.num_preemptions, 0));
   f.prefix_queried.Increment(std::max(step.prefix_cache_queried_tokens, 0));
   f.prefix_hit.Increment(std::max(step.prefix_cache_hit_tokens, 0));
+  f.spec_steps.Increment(std::max(step.spec_decode_steps, 0));
+  f.spec_draft.Increment(std::max(step.spec_draft_tokens, 0));
+  f.spec_accepted.Increment(std::max(step.spec_accepted_tokens, 0));
 }
 
 void EngineMetrics::RecordLoad(const LoadSample& load) {

@@ -36,6 +36,11 @@ struct StepSample {
   // Prompt tokens admitted this step, and those served by the prefix cache.
   int prefix_cache_queried_tokens = 0;
   int prefix_cache_hit_tokens = 0;
+  // Speculative decoding: sequences that verified drafts this step, the
+  // draft tokens they proposed and how many were accepted.
+  int spec_decode_steps = 0;
+  int spec_draft_tokens = 0;
+  int spec_accepted_tokens = 0;
   // [rank] with tensor parallelism: each rank's time in the model step.
   // Not owned; may be empty.
   std::span<const absl::Duration> rank_step_times = {};

@@ -152,6 +152,9 @@ TEST_CASE("every series is exported with HELP and TYPE from the start") {
       {"kestrel_prompt_tokens_total", "counter"},
       {"kestrel_generation_tokens_total", "counter"},
       {"kestrel_preemptions_total", "counter"},
+      {"kestrel_spec_decode_steps_total", "counter"},
+      {"kestrel_spec_decode_draft_tokens_total", "counter"},
+      {"kestrel_spec_decode_accepted_tokens_total", "counter"},
       {"kestrel_steps_total", "counter"},
       {"kestrel_step_duration_seconds", "histogram"},
       {"kestrel_step_batch_size", "histogram"},
@@ -306,6 +309,9 @@ TEST_CASE("RecordStep: step counters and per-step histograms") {
   step.num_preemptions = 1;
   step.prefix_cache_queried_tokens = 100;
   step.prefix_cache_hit_tokens = 64;
+  step.spec_decode_steps = 2;
+  step.spec_draft_tokens = 8;
+  step.spec_accepted_tokens = 5;
   metrics.RecordStep(step);
   step = StepSample{};
   step.duration = absl::Microseconds(200);
@@ -318,6 +324,9 @@ TEST_CASE("RecordStep: step counters and per-step histograms") {
   CHECK(e.Value("kestrel_preemptions_total", kModel) == 1);
   CHECK(e.Value("kestrel_prefix_cache_queried_tokens_total", kModel) == 100);
   CHECK(e.Value("kestrel_prefix_cache_hit_tokens_total", kModel) == 64);
+  CHECK(e.Value("kestrel_spec_decode_steps_total", kModel) == 2);
+  CHECK(e.Value("kestrel_spec_decode_draft_tokens_total", kModel) == 8);
+  CHECK(e.Value("kestrel_spec_decode_accepted_tokens_total", kModel) == 5);
   const std::string duration = "kestrel_step_duration_seconds";
   CHECK(e.Value(duration + "_bucket", Bucket("0.001")) == 1);
   CHECK(e.Value(duration + "_bucket", Bucket("0.128")) == 1);

@@ -37,6 +37,11 @@ struct GenerateParams {
   bool skip_special_tokens = true;
   int priority = 0;
   std::string cache_salt;
+  // Speculative decoding (prompt lookup): draft tokens each decode step
+  // verifies, in [0, scheduler::kMaxSpeculativeTokens]; 0 disables, nullopt
+  // takes the server's default (EngineOptions::num_speculative_tokens).
+  // Greedy output is unchanged; sampled output keeps its distribution.
+  std::optional<int> num_speculative_tokens;
   // The request ends with DEADLINE_EXCEEDED at the first step after it.
   absl::Time deadline = absl::InfiniteFuture();
   // Send the logits of every prompt position to RequestSink::OnPromptLogits
@@ -49,6 +54,8 @@ struct GenerateParams {
 // API's grouping ("length", "stop", "eos", "cancelled", "error").
 using scheduler::FinishReason;
 using scheduler::FinishReasonLabel;
+// Range of GenerateParams::num_speculative_tokens: [0, kMaxSpeculativeTokens].
+using scheduler::kMaxSpeculativeTokens;
 
 struct TokenEvent {
   // Which sample (0 <= index < n).

@@ -188,9 +188,10 @@ absl::Status WorkerExecutor::Execute(const ExecuteInput& in, ExecuteOutput* out)
     input.position = seq.position_offset;
     input.block_table = std::span<const int32_t>(seq.block_table.data(), seq.block_table.size());
     const int32_t n = static_cast<int32_t>(seq.token_ids.size());
-    if (all_rows[s]) {
+    if (all_rows[s] || seq.num_draft_tokens > 0) {
+      // Verifying drafts needs the logits of the last token and of each draft.
       input.logits = model::LogitsMode::kAll;
-      if (seq.samples) sample_row_of_seq_[s] = rows + n - 1;
+      if (seq.samples) sample_row_of_seq_[s] = rows + n - 1 - seq.num_draft_tokens;
       rows += n;
     } else if (seq.samples) {
       input.logits = model::LogitsMode::kLast;
@@ -200,13 +201,22 @@ absl::Status WorkerExecutor::Execute(const ExecuteInput& in, ExecuteOutput* out)
     }
   }
   samples_.assign(in.samples.begin(), in.samples.end());
+  // The i-th row of a sequence verifying drafts reads its i-th new token's
+  // logits; the n rows of a forking sequence share its one row.
+  draft_rows_used_.assign(num_seqs, 0);
   for (size_t i = 0; i < samples_.size(); ++i) {
     const int32_t s = samples_[i].logits_row;
     if (s < 0 || s >= num_seqs || sample_row_of_seq_[s] < 0) {
       return absl::InvalidArgumentError(absl::StrCat("execute: sample ", i, " names sequence ", s,
                                                      ", which does not sample in this step"));
     }
-    samples_[i].logits_row = sample_row_of_seq_[s];
+    const int drafts = step.scheduled[s].num_draft_tokens;
+    if (drafts > 0 && draft_rows_used_[s] > drafts) {
+      return absl::InvalidArgumentError(absl::StrCat("execute: sample ", i, " is row ",
+                                                     draft_rows_used_[s] + 1, " of sequence ", s,
+                                                     ", which verifies only ", drafts, " drafts"));
+    }
+    samples_[i].logits_row = sample_row_of_seq_[s] + (drafts > 0 ? draft_rows_used_[s]++ : 0);
   }
 
   model::StepInput step_in;

@@ -129,6 +129,7 @@ class WorkerExecutor final : public ModelExecutor {
   std::vector<std::pair<int32_t, int32_t>> copies_;
   std::vector<kernels::SampleRow> samples_;
   std::vector<int32_t> sample_row_of_seq_;  // [num_scheduled]: runner row the seq samples from
+  std::vector<int32_t> draft_rows_used_;    // [num_scheduled]: rows given to draft verification
   std::vector<uint8_t> all_rows_;           // [num_scheduled]: returns every new token's logits
 };
 

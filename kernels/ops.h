@@ -97,6 +97,16 @@ struct PagedAttentionParams {
 // host validates them). The draw itself is `uniform`, taken from the
 // request's own random generator on the host, so a seeded request draws the
 // same tokens whatever else is in the batch and on whichever backend.
+//
+// Speculative decoding (docs/kernels.md "Verifying draft tokens"): a row
+// with draft_token >= 0 verifies a proposed token. Greedy rows draw the
+// argmax as always (the draft is accepted iff it equals it). Sampled rows
+// accept the draft when accept_uniform < p(draft), p being the row's final
+// distribution (after bans, penalties, bias, temperature, top-k/top-p/min-p);
+// otherwise they draw from p with the draft removed and renormalized. That
+// is the standard rejection rule for a deterministic proposal, so the token
+// has exactly the distribution p. Either way the row's token equals the
+// draft iff the draft was accepted.
 struct SampleRow {
   int32_t logits_row = 0;  // row of SampleParams::logits
   float temperature = 1.0f;  // 0: greedy (argmax after bans, penalties and bias)
@@ -107,6 +117,8 @@ struct SampleRow {
   float presence_penalty = 0.0f;
   float frequency_penalty = 0.0f;
   double uniform = 0.0;  // in [0, 1); unused when greedy
+  int32_t draft_token = -1;     // token to verify; -1: a plain draw
+  double accept_uniform = 0.0;  // in [0, 1); sampled rows with a draft only
   bool logprobs = false;  // report the chosen token's logprob
   int32_t num_top_logprobs = 0;  // and this many most likely alternatives
   // This row's entries of SampleParams::adjust: [adjust_begin, adjust_end).

@@ -83,6 +83,36 @@ absl::StatusOr<std::unique_ptr<SequenceSampler>> SequenceSampler::Create(
 
 void SequenceSampler::Prepare(std::span<const int32_t> banned, kernels::SampleRow* row,
                               std::vector<kernels::TokenAdjust>* adjust) {
+  PrepareRow(banned, out_counts_, row, adjust);
+  // 53 random bits, one draw per token, from this sample's own generator.
+  row->uniform = greedy() ? 0.0 : Uniform();
+}
+
+void SequenceSampler::PrepareDraft(std::span<const int32_t> banned,
+                                   std::span<const int32_t> preceding, int32_t draft,
+                                   kernels::SampleRow* row,
+                                   std::vector<kernels::TokenAdjust>* adjust) {
+  const SamplingParams& p = params_;
+  const bool penalties =
+      p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+  if (preceding.empty() || !penalties) {
+    PrepareRow(banned, out_counts_, row, adjust);
+  } else {
+    std::map<int32_t, int32_t> counts = out_counts_;
+    for (int32_t token : preceding) ++counts[token];
+    PrepareRow(banned, counts, row, adjust);
+  }
+  row->draft_token = draft;
+  if (!greedy()) {
+    row->accept_uniform = draft >= 0 ? Uniform() : 0.0;
+    row->uniform = Uniform();
+  }
+}
+
+void SequenceSampler::PrepareRow(std::span<const int32_t> banned,
+                                 const std::map<int32_t, int32_t>& counts,
+                                 kernels::SampleRow* row,
+                                 std::vector<kernels::TokenAdjust>* adjust) const {
   const SamplingParams& p = params_;
   row->temperature = p.temperature;
   row->top_k = p.top_k;
@@ -93,9 +123,7 @@ void SequenceSampler::Prepare(std::span<const int32_t> banned, kernels::SampleRo
   row->frequency_penalty = p.frequency_penalty;
   row->logprobs = p.logprobs;
   row->num_top_logprobs = p.logprobs ? p.top_logprobs : 0;
-  // 53 random bits, one draw per token, from this sample's own generator.
-  const bool greedy = p.temperature == 0.0f || p.top_k == 1;
-  row->uniform = greedy ? 0.0 : static_cast<double>(rng_() >> 11) * 0x1.0p-53;
+  row->uniform = 0.0;
 
   using kernels::TokenAdjust;
   row->adjust_begin = static_cast<int32_t>(adjust->size());
@@ -103,11 +131,11 @@ void SequenceSampler::Prepare(std::span<const int32_t> banned, kernels::SampleRo
   if (p.repetition_penalty != 1.0f) {
     // Every seen token once: the prompt's, then the generated ones.
     for (int32_t token : prompt_tokens_) {
-      if (!out_counts_.contains(token)) adjust->push_back({.token = token, .kind = TokenAdjust::kSeen});
+      if (!counts.contains(token)) adjust->push_back({.token = token, .kind = TokenAdjust::kSeen});
     }
   }
   if (p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
-    for (const auto& [token, count] : out_counts_) {
+    for (const auto& [token, count] : counts) {
       adjust->push_back({.token = token, .kind = TokenAdjust::kSeen, .count = count});
     }
   }

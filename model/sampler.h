@@ -107,6 +107,13 @@ class SequenceSampler {
   // from the generator unless the parameters are greedy.
   void Prepare(std::span<const int32_t> banned, kernels::SampleRow* row,
                std::vector<kernels::TokenAdjust>* adjust);
+  // Speculative decoding: the row that verifies `draft` (-1: the row after
+  // the last draft, a plain draw) given that `preceding` drafts were
+  // accepted, which the penalties count as generated. Unless greedy, takes
+  // two draws, accept_uniform then uniform, so a seeded request repeats.
+  void PrepareDraft(std::span<const int32_t> banned, std::span<const int32_t> preceding,
+                    int32_t draft, kernels::SampleRow* row,
+                    std::vector<kernels::TokenAdjust>* adjust);
   // Records the token the row drew (for the penalties).
   void Commit(int32_t token);
 
@@ -114,6 +121,11 @@ class SequenceSampler {
 
  private:
   SequenceSampler(const SamplingParams& params, uint64_t seed);
+  // Prepare without the draw, with `counts` as the generated tokens.
+  void PrepareRow(std::span<const int32_t> banned, const std::map<int32_t, int32_t>& counts,
+                  kernels::SampleRow* row, std::vector<kernels::TokenAdjust>* adjust) const;
+  bool greedy() const { return params_.temperature == 0.0f || params_.top_k == 1; }
+  double Uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
 
   const SamplingParams params_;
   std::mt19937_64 rng_;

@@ -285,6 +285,18 @@ absl::Status BlockManager::Fork(SequenceId parent, SequenceId child) {
   return absl::OkStatus();
 }
 
+void BlockManager::TrimSlots(SequenceId seq, int num_tokens) {
+  auto it = tables_.find(seq);
+  if (it == tables_.end()) return;
+  Table& t = it->second;
+  const size_t keep = static_cast<size_t>(BlocksFor(num_tokens));
+  while (t.blocks.size() > keep) {
+    Unref(t.blocks.back());
+    t.blocks.pop_back();
+  }
+  t.num_cached = std::min<int>(t.num_cached, static_cast<int>(t.blocks.size()));
+}
+
 void BlockManager::Free(SequenceId seq) {
   auto it = tables_.find(seq);
   if (it == tables_.end()) return;

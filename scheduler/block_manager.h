@@ -128,6 +128,10 @@ class BlockManager {
   absl::StatusOr<absl::Span<const BlockId>> AppendSlots(
       SequenceId seq, int first_write_pos, int num_tokens,
       std::vector<BlockCopy>* copies);
+  // Returns the blocks of `seq`'s table beyond those covering num_tokens to
+  // the pool (speculative decoding: slots reserved for rejected drafts).
+  // REQUIRES: the dropped blocks are not in the cache (hold no committed KV).
+  void TrimSlots(SequenceId seq, int num_tokens);
   // Makes the first `num_full_blocks` blocks of `seq` findable by `hashes`.
   // A hash already cached in another block is left alone (that block wins).
   // REQUIRES: hashes.size() >= num_full_blocks; those blocks hold computed KV.

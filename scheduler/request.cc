@@ -65,6 +65,12 @@ absl::Status ValidateRequest(const Request& request) {
     return absl::InvalidArgumentError(absl::StrCat(
         "request.n must be >= 1, got ", request.n, " (request ", request.id, ")"));
   }
+  if (request.num_speculative_tokens < 0 ||
+      request.num_speculative_tokens > kMaxSpeculativeTokens) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request.num_speculative_tokens must be in [0, ", kMaxSpeculativeTokens, "], got ",
+        request.num_speculative_tokens, " (request ", request.id, ")"));
+  }
   return absl::OkStatus();
 }
 

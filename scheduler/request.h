@@ -20,6 +20,9 @@ using RequestId = uint64_t;
 // Chosen by the scheduler; one per sample of a request (n > 1 forks more).
 using SequenceId = uint64_t;
 
+// Most draft tokens one decode step may verify (Request::num_speculative_tokens).
+inline constexpr int kMaxSpeculativeTokens = 16;
+
 // One generation request, already tokenized. Plain data, copyable.
 struct Request {
   RequestId id = 0;
@@ -41,6 +44,10 @@ struct Request {
   // Tenant-specific salt mixed into the prefix-cache hash chain so tenants
   // never share cached blocks. Empty: shared cache.
   std::string cache_salt;
+  // Speculative decoding: each decode step verifies up to this many draft
+  // tokens proposed by prompt lookup (Scheduler::Options::ngram); 0 off.
+  // In [0, kMaxSpeculativeTokens].
+  int num_speculative_tokens = 0;
   // The request is ended with FinishReason::kDeadline at the first Step whose
   // `now` is at or after this time. The scheduler never reads a clock.
   absl::Time deadline = absl::InfiniteFuture();

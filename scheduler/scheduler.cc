@@ -45,6 +45,14 @@ struct Scheduler::Sequence {
   // Scratch for Update: samples seen so far, children made by the fork.
   int received = 0;
   std::vector<Sequence*> fork_children;
+  // Speculative decoding: the drafts this step verifies, and the step's new
+  // tokens (the last token, then the drafts) that ScheduledSequence points at.
+  std::vector<TokenId> draft;
+  std::vector<TokenId> step_tokens;
+  // Update: tokens reported for this sequence (the KV it commits when it
+  // verified drafts), and whether an earlier one ended it.
+  int step_received = 0;
+  bool stopped = false;
 
   int num_output_tokens() const {
     return static_cast<int>(tokens.size()) - num_prompt_tokens;
@@ -60,6 +68,7 @@ void StepOutput::Clear() {
   num_prefill_tokens = 0;
   num_decode_tokens = 0;
   num_prefix_cached_tokens = 0;
+  num_draft_tokens = 0;
 }
 
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
@@ -82,6 +91,11 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
   if (options.max_model_len < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "Scheduler::Options.max_model_len must be >= 0, got ", options.max_model_len));
+  }
+  if (options.ngram.min_n < 1 || options.ngram.max_n < options.ngram.min_n) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Scheduler::Options.ngram needs 1 <= min_n <= max_n, got min_n ", options.ngram.min_n,
+        ", max_n ", options.ngram.max_n));
   }
   if (options.max_waiting_sequences < 0) {
     return absl::InvalidArgumentError(
@@ -304,19 +318,30 @@ void Scheduler::Emit(Sequence* seq, int num_new_tokens,
   s.seq_id = seq->id;
   s.request_id = r.request.id;
   s.sample_index = seq->sample_index;
-  s.token_ids = absl::MakeConstSpan(seq->tokens).subspan(seq->num_computed,
-                                                         num_new_tokens);
+  const int num_drafts = static_cast<int>(seq->draft.size());
+  if (num_drafts == 0) {
+    s.token_ids = absl::MakeConstSpan(seq->tokens).subspan(seq->num_computed,
+                                                           num_new_tokens);
+  } else {
+    seq->step_tokens.assign(1, seq->tokens.back());
+    seq->step_tokens.insert(seq->step_tokens.end(), seq->draft.begin(), seq->draft.end());
+    s.token_ids = seq->step_tokens;
+  }
   s.position_offset = seq->num_computed;
   s.block_table = table;
   s.is_prefill = seq->num_computed < seq->prefill_end;
-  s.samples = seq->num_computed + num_new_tokens ==
+  s.samples = seq->num_computed + num_new_tokens - num_drafts ==
               static_cast<int>(seq->tokens.size());
   s.num_samples = !s.samples ? 0 : (r.request.n > 1 && !r.forked) ? r.request.n : 1;
+  s.num_draft_tokens = num_drafts;
   out->scheduled.push_back(s);
+  out->num_draft_tokens += num_drafts;
+  stats_.draft_tokens += num_drafts;
 
   seq->last_scheduled_step = step_index_;
   seq->scheduled_tokens = num_new_tokens;
-  seq->pending_samples = s.num_samples;
+  // With drafts, an upper bound: 1 to 1 + num_drafts tokens come back.
+  seq->pending_samples = s.num_samples + num_drafts;
   seq->in_flight_index = static_cast<int>(in_flight_.size());
   in_flight_.push_back(seq);
   budget_left_ -= num_new_tokens;
@@ -380,6 +405,34 @@ absl::Status Scheduler::ScheduleDecodes(StepOutput* out) {
     }
     if (budget_left_ == 0) continue;  // unreachable: max_num_seqs <= budget
     const int end = seq->num_computed + 1;
+    seq->draft.clear();
+    if (seq->request->request.num_speculative_tokens > 0) {
+      // Every later running sequence may still need one token of budget
+      // and one fresh block.
+      const int reserve = static_cast<int>(running_.size() - i - 1);
+      ProposeDraft(seq, reserve);
+      const int num_drafts = static_cast<int>(seq->draft.size());
+      // Drafts only take blocks nobody else in this step may need, so they
+      // never cause a preemption (nor eat into the admission watermark).
+      if (num_drafts > 0 &&
+          blocks_->num_free_blocks() -
+                  blocks_->BlocksNeededToAppend(seq->id, seq->num_computed, end + num_drafts) <
+              reserve + watermark_blocks_) {
+        seq->draft.clear();
+      }
+      if (!seq->draft.empty()) {
+        auto table = blocks_->AppendSlots(seq->id, seq->num_computed, end + num_drafts,
+                                          &out->block_copies);
+        if (table.ok()) {
+          Emit(seq, 1 + num_drafts, *table, out);
+          continue;
+        }
+        if (table.status().code() != absl::StatusCode::kResourceExhausted) {
+          return table.status();
+        }
+        seq->draft.clear();
+      }
+    }
     // Fast path first: one table lookup when the pool has room.
     auto table = blocks_->AppendSlots(seq->id, seq->num_computed, end,
                                       &out->block_copies);
@@ -408,6 +461,20 @@ absl::Status Scheduler::ScheduleDecodes(StepOutput* out) {
     Emit(seq, 1, *table, out);
   }
   return absl::OkStatus();
+}
+
+void Scheduler::ProposeDraft(Sequence* seq, int reserve) {
+  const RequestState& r = *seq->request;
+  // Only a plain decode of one sample verifies drafts: not a prefill's last
+  // token, not a sequence about to fork.
+  if (seq->num_computed < seq->prefill_end || ReservedSlots(*seq) > 0) return;
+  // The step emits at most 1 + k tokens: stay within max_tokens (hence
+  // within max_model_len, checked at AddRequest) and the token budget.
+  const int k = std::min({r.request.num_speculative_tokens,
+                          r.request.max_tokens - seq->num_output_tokens() - 1,
+                          budget_left_ - 1 - reserve});
+  if (k <= 0) return;
+  ProposeNgramDraft(seq->tokens, options_.ngram, k, &seq->draft);
 }
 
 absl::Status Scheduler::ScheduleRunningPrefills(StepOutput* out) {
@@ -522,7 +589,8 @@ std::optional<FinishReason> Scheduler::StopReason(const Sequence& seq,
 
 absl::Status Scheduler::ForkSampledSequences() {
   for (Sequence* parent : in_flight_) {
-    if (parent == nullptr || parent->pending_samples <= 1) continue;
+    // A sequence that verified drafts reports a run, not n samples.
+    if (parent == nullptr || parent->pending_samples <= 1 || !parent->draft.empty()) continue;
     RequestState* r = parent->request;
     // The parent's reserved slots become the children.
     reserved_slots_ -= ReservedSlots(*parent);
@@ -574,30 +642,35 @@ absl::StatusOr<std::vector<FinishedSequence>> Scheduler::Update(
   }
   if (invalid.ok()) {
     for (Sequence* seq : in_flight_) {
-      if (seq != nullptr && seq->received != seq->pending_samples) {
+      if (seq == nullptr) continue;
+      // A sequence that verified drafts reports 1 to pending_samples tokens.
+      const bool ok = seq->draft.empty() ? seq->received == seq->pending_samples
+                                         : seq->received >= 1 || seq->pending_samples == 0;
+      if (!ok) {
         invalid = absl::InvalidArgumentError(absl::StrCat(
-            "sequence ", seq->id, " expected ", seq->pending_samples,
+            "sequence ", seq->id, " expected ",
+            seq->draft.empty() ? "" : "1 to ", seq->pending_samples,
             " sampled tokens, got ", seq->received));
         break;
       }
     }
   }
   for (Sequence* seq : in_flight_) {
-    if (seq != nullptr) seq->received = 0;
+    if (seq == nullptr) continue;
+    seq->step_received = seq->received;
+    seq->received = 0;
   }
   if (!invalid.ok()) return invalid;
 
-  // Commit the step's KV: its full blocks become findable by later requests.
-  const int bs = options_.block_size;
-  for (Sequence* seq : in_flight_) {
+  // Commit the step's KV. With drafts only the last token's and the
+  // accepted drafts' KV is valid: one position per reported token.
+  std::vector<int> committed_before(in_flight_.size(), 0);
+  for (size_t i = 0; i < in_flight_.size(); ++i) {
+    Sequence* seq = in_flight_[i];
     if (seq == nullptr) continue;
-    const int before = seq->num_computed;
-    seq->num_computed += seq->scheduled_tokens;
+    committed_before[i] = seq->num_computed;
+    seq->num_computed += seq->draft.empty() ? seq->scheduled_tokens : seq->step_received;
     seq->scheduled_tokens = 0;
-    if (blocks_->prefix_caching_enabled() && seq->num_computed / bs > before / bs) {
-      UpdateHashes(seq);
-      blocks_->CacheFullBlocks(seq->id, seq->block_hashes, seq->num_computed / bs);
-    }
   }
   RETURN_IF_ERROR(ForkSampledSequences());
 
@@ -608,14 +681,32 @@ absl::StatusOr<std::vector<FinishedSequence>> Scheduler::Update(
     if (seq == nullptr) continue;  // aborted while in flight
     // A forking sequence's i-th sample goes to sample i.
     const int index = seq->received++;
-    Sequence* target = index == 0 ? seq : seq->fork_children[index - 1];
+    // A sequence's tokens after drafts are its run, in order.
+    Sequence* target = (index == 0 || !seq->draft.empty()) ? seq : seq->fork_children[index - 1];
+    // A run is cut where plain decoding would have stopped.
+    if (target->stopped) continue;
     target->tokens.push_back(sampled[i].token_id);
     if (auto reason = StopReason(*target, sampled[i].stop_string_matched)) {
       finished.push_back({target->request->request.id, target->id,
                           target->sample_index, *reason,
                           target->num_output_tokens()});
       done.push_back(target);
+      target->stopped = true;
     }
+  }
+  // The committed KV's full blocks become findable by later requests (after
+  // the append: with drafts the committed tokens are known only now).
+  const int bs = options_.block_size;
+  for (size_t i = 0; i < in_flight_.size(); ++i) {
+    Sequence* seq = in_flight_[i];
+    if (seq == nullptr) continue;
+    if (blocks_->prefix_caching_enabled() &&
+        seq->num_computed / bs > committed_before[i] / bs) {
+      UpdateHashes(seq);
+      blocks_->CacheFullBlocks(seq->id, seq->block_hashes, seq->num_computed / bs);
+    }
+    // Blocks reserved for rejected drafts beyond the next position go back.
+    if (!seq->draft.empty()) blocks_->TrimSlots(seq->id, seq->num_computed + 1);
   }
   for (Sequence* seq : in_flight_) {
     if (seq == nullptr) continue;
@@ -623,6 +714,7 @@ absl::StatusOr<std::vector<FinishedSequence>> Scheduler::Update(
     seq->pending_samples = 0;
     seq->in_flight_index = -1;
     seq->fork_children.clear();
+    seq->draft.clear();
   }
   for (Sequence* seq : done) Destroy(seq);
   in_flight_.clear();

@@ -21,6 +21,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "scheduler/block_manager.h"
+#include "scheduler/ngram_proposer.h"
 #include "scheduler/request.h"
 
 namespace kestrel::scheduler {
@@ -52,6 +53,13 @@ struct ScheduledSequence {
   // Tokens to report: n at the first sample of an n > 1 request (the sequence
   // forks into n), 1 otherwise, 0 when !samples.
   int num_samples = 0;
+  // Speculative decoding: token_ids is the sequence's last token followed
+  // by this many draft tokens (positions position_offset + 1, ...). The
+  // caller needs logits for every new token, verifies draft i with the
+  // logits of token i, and reports between 1 and 1 + num_draft_tokens
+  // tokens for the sequence, in order: the accepted drafts, then the token
+  // drawn after the last accepted one (docs/scheduler.md). 0: a plain step.
+  int num_draft_tokens = 0;
 };
 
 // What the runner executes for one step, and what changed in the scheduler.
@@ -71,6 +79,8 @@ struct StepOutput {
   int num_decode_tokens = 0;
   // Prompt tokens admitted this step whose KV came from the prefix cache.
   int num_prefix_cached_tokens = 0;
+  // Draft tokens in this step's decodes (included in num_decode_tokens).
+  int num_draft_tokens = 0;
 
   void Clear();
 };
@@ -104,6 +114,9 @@ struct SequenceSnapshot {
 //      the waiting queue, to be recomputed;
 //   3. running sequences mid-prompt get the next chunk of the remaining
 //      budget (chunked prefill), so a long prompt never delays decodes;
+//      A sequence of a speculative request also verifies draft tokens
+//      (prompt lookup) when the budget and the free pool allow, never
+//      preempting for them; Update commits only the accepted ones;
 //   4. if nothing was preempted, waiting sequences are admitted in policy
 //      order (head-of-line: a request that does not fit blocks those behind
 //      it), reusing cached prefix blocks, while the budget lasts and the free
@@ -144,6 +157,9 @@ class Scheduler {
     // Admission control: AddRequest fails with RESOURCE_EXHAUSTED while this
     // many sequences wait. 0: unbounded.
     int max_waiting_sequences = 0;
+    // Speculative decoding's prompt lookup (requests opt in with
+    // Request::num_speculative_tokens): suffix lengths tried.
+    NgramOptions ngram = {};
   };
 
   // Monotonic counters since Create.
@@ -151,7 +167,8 @@ class Scheduler {
     int64_t steps = 0;
     int64_t preemptions = 0;
     int64_t prefill_tokens = 0;  // computed, including recomputation
-    int64_t decode_tokens = 0;
+    int64_t decode_tokens = 0;  // including draft tokens
+    int64_t draft_tokens = 0;   // proposed and verified
     int64_t prefix_cached_tokens = 0;  // admitted tokens served by the cache
     int64_t requests_added = 0;
     int64_t requests_rejected = 0;
@@ -223,8 +240,14 @@ class Scheduler {
   void Destroy(Sequence* seq);
   // Adds `seq`'s next `num_new_tokens` to the batch; `table` is its block
   // table after allocation.
+  // With drafts (seq->draft non-empty) the new tokens are the last token
+  // and the drafts.
   void Emit(Sequence* seq, int num_new_tokens, absl::Span<const BlockId> table,
             StepOutput* out);
+  // Proposes seq->draft for a decode, within the request's
+  // num_speculative_tokens, its max_tokens and the step's token budget less
+  // `reserve` tokens kept for the decodes still to schedule.
+  void ProposeDraft(Sequence* seq, int reserve);
   void ExpireDeadlines(absl::Time now, StepOutput* out);
   absl::Status ScheduleDecodes(StepOutput* out);
   absl::Status ScheduleRunningPrefills(StepOutput* out);

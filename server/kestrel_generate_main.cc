@@ -57,6 +57,9 @@ struct Flags {
   bool mmap_weights = false;
   std::string kv_cache_dtype = "auto";
   bool bf16_dot = true;
+  int32_t speculative_ngram_tokens = 0;
+  int32_t speculative_ngram_max = 4;
+  int32_t speculative_ngram_min = 1;
 };
 
 absl::StatusOr<std::vector<int32_t>> ParseIds(const std::string& text) {
@@ -141,6 +144,22 @@ int Run(const Flags& f, const FlagSet& flags) {
     return flags.UsageError(absl::StrCat("--gpu-memory-utilization must be in (0, 1], got ",
                                          f.gpu_memory_utilization));
   }
+  if (f.speculative_ngram_tokens < 0 ||
+      f.speculative_ngram_tokens > engine::kMaxSpeculativeTokens) {
+    return flags.UsageError(absl::StrCat("--speculative-ngram-tokens: must be in [0, ",
+                                         engine::kMaxSpeculativeTokens, "], got ",
+                                         f.speculative_ngram_tokens));
+  }
+  if (f.speculative_ngram_min < 1 || f.speculative_ngram_max < f.speculative_ngram_min) {
+    return flags.UsageError(absl::StrCat(
+        "--speculative-ngram-min/max: need 1 <= min <= max, got min ", f.speculative_ngram_min,
+        ", max ", f.speculative_ngram_max));
+  }
+  if (f.speculative_ngram_tokens > 0 && f.device != "cpu") {
+    return flags.UsageError(absl::StrCat(
+        "--speculative-ngram-tokens: speculative decoding is CPU-only for now, got ",
+        f.speculative_ngram_tokens, " with --device=", f.device));
+  }
   auto fail = [&](const absl::Status& s) {
     std::fprintf(stderr, "%s: %s\n", flags.program().c_str(), std::string(s.message()).c_str());
     return kExitRuntimeError;
@@ -168,6 +187,8 @@ int Run(const Flags& f, const FlagSet& flags) {
   engine::EngineOptions options;
   options.eos_token_ids = loaded->eos_token_ids;
   options.request_log = engine::RequestLogFormat::kOff;
+  options.num_speculative_tokens = f.speculative_ngram_tokens;
+  options.ngram = {.min_n = f.speculative_ngram_min, .max_n = f.speculative_ngram_max};
   absl::StatusOr<std::unique_ptr<engine::OfflineEngine>> llm =
       engine::OfflineEngine::Create(options, std::move(loaded->executor), tok);
   if (!llm.ok()) return fail(llm.status());
@@ -176,12 +197,16 @@ int Run(const Flags& f, const FlagSet& flags) {
   // token id beyond the vocabulary, ...).
   if (!index.ok()) return flags.UsageError(std::string(index.status().message()));
 
-  int64_t prefill_tokens = 0, decode_tokens = 0;
+  int64_t prefill_tokens = 0, decode_tokens = 0, decode_steps = 0;
+  int64_t draft_tokens = 0, accepted_draft_tokens = 0;
   double prefill_seconds = 0, decode_seconds = 0;
   while ((*llm)->has_work()) {
     const engine::EngineCore::StepStats step = (*llm)->Step();
     prefill_tokens += step.prefill_tokens;
     decode_tokens += step.decode_tokens;
+    decode_steps += step.decode_tokens > 0;
+    draft_tokens += step.draft_tokens;
+    accepted_draft_tokens += step.accepted_draft_tokens;
     (step.decode_tokens > 0 ? decode_seconds : prefill_seconds) +=
         absl::ToDoubleSeconds(step.duration);
   }
@@ -216,7 +241,11 @@ int Run(const Flags& f, const FlagSet& flags) {
                {{"prefill_tokens", prefill_tokens},
                 {"prefill_seconds", prefill_seconds},
                 {"decode_tokens", decode_tokens},
-                {"decode_seconds", decode_seconds}}}};
+                {"decode_seconds", decode_seconds},
+                // Speculative decoding: decode_tokens counts verified drafts too.
+                {"decode_steps", decode_steps},
+                {"draft_tokens", draft_tokens},
+                {"accepted_draft_tokens", accepted_draft_tokens}}}};
     if (tok != nullptr) {
       j["text"] = text;
       j["output_text"] = r.text;
@@ -291,6 +320,12 @@ int main(int argc, char** argv) {
             "Report each token's logprob and N alternatives; -1 = off");
   flags.Add("ignore-eos", &f.ignore_eos, "Keep generating after an EOS token");
   flags.Section("Output");
+  flags.Add("speculative-ngram-tokens", &f.speculative_ngram_tokens, "K",
+            "Speculative decoding by prompt lookup: draft tokens per decode step; 0 = off");
+  flags.Add("speculative-ngram-max", &f.speculative_ngram_max, "N",
+            "Longest suffix of the context looked up for drafts");
+  flags.Add("speculative-ngram-min", &f.speculative_ngram_min, "N",
+            "Shortest suffix of the context looked up for drafts");
   flags.Add("json", &f.json, "Print one JSON object (ids, text, logprobs, timing)");
   flags.Add("logits-out", &f.logits_out, "FILE",
             "Write every prompt position's logits as JSON lines");

@@ -69,6 +69,31 @@ TEST_CASE("kestrel-generate reproduces the golden greedy output", "[kestrel_gene
   CHECK(lines == 5);
 }
 
+TEST_CASE("kestrel-generate --speculative-ngram-tokens keeps the golden greedy output",
+          "[kestrel_generate][golden]") {
+  KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
+  const json golden = json::parse(ReadAll(dir / "golden/greedy.json"));
+  std::string ids;
+  for (const json& id : golden["prompt_ids"]) ids += (ids.empty() ? "" : ",") + id.dump();
+  auto [status, out] = RunTool({"--model=" + dir.string(), "--prompt-ids=" + ids,
+                                "--max-tokens=60", "--temperature=0", "--json", "--threads=2",
+                                "--speculative-ngram-tokens=4"});
+  INFO(out);
+  REQUIRE(status == 0);
+  const json result = json::parse(out, nullptr, false);
+  REQUIRE(result.is_object());
+  CHECK(result["output_ids"] == golden["greedy"]["output_ids"]);
+  // The story repeats itself: drafts are proposed and some accepted, so
+  // there are fewer decode steps than output tokens.
+  CHECK(result["timing"]["draft_tokens"].get<int>() > 0);
+  CHECK(result["timing"]["accepted_draft_tokens"].get<int>() > 0);
+  CHECK(result["timing"]["decode_steps"].get<int>() < 59);
+  auto [s2, o2] = RunTool({"--model=" + dir.string(), "--prompt-ids=1",
+                           "--speculative-ngram-tokens=17"});
+  CHECK(s2 == 2);
+  CHECK(o2 == "kestrel-generate: --speculative-ngram-tokens: must be in [0, 16], got 17\n");
+}
+
 TEST_CASE("kestrel-generate tokenizes --prompt text", "[kestrel_generate][golden]") {
   KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
   const json golden = json::parse(ReadAll(dir / "golden/greedy.json"));

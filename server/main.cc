@@ -70,6 +70,9 @@ struct Flags {
   int32_t max_queued_requests = 1024;
   bool enable_prefix_caching = true;
   std::string scheduling_policy = "priority";
+  int32_t speculative_ngram_tokens = 0;
+  int32_t speculative_ngram_max = 4;
+  int32_t speculative_ngram_min = 1;
 
   std::string tls_cert_file;
   std::string tls_key_file;
@@ -154,6 +157,13 @@ void DeclareFlags(FlagSet& flags, Flags& f) {
             "Reuse KV blocks of shared prompt prefixes");
   flags.Add("scheduling-policy", &f.scheduling_policy, "", "Which waiting request runs first")
       .Choices({"fcfs", "priority"});
+  flags.Add("speculative-ngram-tokens", &f.speculative_ngram_tokens, "K",
+            "Speculative decoding by prompt lookup: draft tokens each decode verifies, for "
+            "requests that do not set num_speculative_tokens; 0 = off (CPU only)");
+  flags.Add("speculative-ngram-max", &f.speculative_ngram_max, "N",
+            "Longest suffix of the context looked up for drafts");
+  flags.Add("speculative-ngram-min", &f.speculative_ngram_min, "N",
+            "Shortest suffix of the context looked up for drafts");
 
   flags.Section("Security (docs/security.md)");
   flags.Add("tls-cert-file", &f.tls_cert_file, "PEM",
@@ -183,6 +193,8 @@ std::string CheckFlags(const Flags& f) {
            at_least("max-num-batched-tokens", f.max_num_batched_tokens, 1),
            at_least("max-num-seqs", f.max_num_seqs, 1),
            at_least("max-queued-requests", f.max_queued_requests, 0),
+           at_least("speculative-ngram-tokens", f.speculative_ngram_tokens, 0),
+           at_least("speculative-ngram-min", f.speculative_ngram_min, 1),
        }) {
     if (!error.empty()) return error;
   }
@@ -195,6 +207,19 @@ std::string CheckFlags(const Flags& f) {
   }
   if (!kernels::ValidateDeviceName(f.device).ok()) {
     return absl::StrCat("--device: expected cpu, cuda or cuda:N, got \"", f.device, "\"");
+  }
+  if (f.speculative_ngram_tokens > engine::kMaxSpeculativeTokens) {
+    return absl::StrCat("--speculative-ngram-tokens: must be <= ", engine::kMaxSpeculativeTokens,
+                        ", got ", f.speculative_ngram_tokens);
+  }
+  if (f.speculative_ngram_max < f.speculative_ngram_min) {
+    return absl::StrCat("--speculative-ngram-max: must be >= --speculative-ngram-min (",
+                        f.speculative_ngram_min, "), got ", f.speculative_ngram_max);
+  }
+  if (f.speculative_ngram_tokens > 0 && f.device != "cpu") {
+    // kernels/cuda/sampling.cu does not verify draft tokens yet.
+    return absl::StrCat("--speculative-ngram-tokens: speculative decoding is CPU-only for now, "
+                        "got ", f.speculative_ngram_tokens, " with --device=", f.device);
   }
   if (!(f.gpu_memory_utilization > 0 && f.gpu_memory_utilization <= 1)) {
     return absl::StrCat("--gpu-memory-utilization: must be in (0, 1], got ",
@@ -344,6 +369,9 @@ int Run(const Flags& f) {
   engine_options.policy = policy == "fcfs" ? scheduler::SchedulingPolicy::kFcfs
                                            : scheduler::SchedulingPolicy::kPriority;
   engine_options.eos_token_ids = model->eos_token_ids;
+  engine_options.num_speculative_tokens = f.speculative_ngram_tokens;
+  engine_options.ngram = {.min_n = f.speculative_ngram_min, .max_n = f.speculative_ngram_max};
+  engine_options.speculative_supported = f.device == "cpu";
   engine_options.request_log = RequestLogFormatFor(f.request_log);
   absl::StatusOr<std::unique_ptr<engine::Engine>> engine = engine::Engine::Create(
       engine_options, std::move(model->executor), model->tokenizer.get(), &metrics);
@@ -371,6 +399,7 @@ int Run(const Flags& f) {
       {"max_queued_requests", std::to_string(engine_options.max_queued_requests)},
       {"enable_prefix_caching", engine_options.enable_prefix_caching ? "true" : "false"},
       {"scheduling_policy", policy},
+      {"speculative_ngram_tokens", std::to_string(f.speculative_ngram_tokens)},
       {"tls", f.tls_cert_file.empty() ? "off" : "on"},
       {"api_keys", f.api_keys_file.empty() ? "off" : "on"},
       {"http_listen", f.http_listen.empty() ? "off" : f.http_listen},

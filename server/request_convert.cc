@@ -90,6 +90,7 @@ absl::StatusOr<engine::GenerateParams> ToGenerateParams(const kestrel::v1::Gener
   std::sort(sampling.logit_bias.begin(), sampling.logit_bias.end());
   if (s.has_seed()) sampling.seed = s.seed();
   if (s.has_n()) p.n = s.n();
+  if (s.has_num_speculative_tokens()) p.num_speculative_tokens = s.num_speculative_tokens();
 
   const kestrel::v1::OutputOptions& o = request.output();
   sampling.logprobs = o.logprobs() || o.top_logprobs() > 0;

@@ -62,6 +62,7 @@ TEST_CASE("every field is carried over") {
   (*s->mutable_logit_bias())[7] = 2.5f;
   s->set_seed(42);
   s->set_n(2);
+  s->set_num_speculative_tokens(3);
   auto* stop = request.mutable_stopping();
   stop->set_max_tokens(9);
   stop->set_min_tokens(2);
@@ -86,6 +87,7 @@ TEST_CASE("every field is carried over") {
   CHECK(p->sampling.logit_bias[0] == std::pair<int32_t, float>(7, 2.5f));
   CHECK(p->sampling.seed == 42u);
   CHECK(p->n == 2);
+  CHECK(p->num_speculative_tokens == 3);
   CHECK(p->max_tokens == 9);
   CHECK(p->min_tokens == 2);
   CHECK(p->stop == std::vector<std::string>{"END"});

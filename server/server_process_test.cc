@@ -177,6 +177,11 @@ TEST_CASE("kestrel-server usage errors are exit 2 and one line naming the flag")
       {{"--device=gpu"}, "kestrel-server: --device: expected cpu, cuda or cuda:N, got \"gpu\"\n"},
       {{"--gpu-memory-utilization=1.5"},
        "kestrel-server: --gpu-memory-utilization: must be in (0, 1], got 1.5\n"},
+      {{"--speculative-ngram-tokens=17"},
+       "kestrel-server: --speculative-ngram-tokens: must be <= 16, got 17\n"},
+      {{"--device=cuda", "--speculative-ngram-tokens=2"},
+       "kestrel-server: --speculative-ngram-tokens: speculative decoding is CPU-only for now, "
+       "got 2 with --device=cuda\n"},
       {{"serve"}, "kestrel-server: unexpected argument 'serve' (see --help)\n"},
   };
   for (const auto& [args, message] : cases) {

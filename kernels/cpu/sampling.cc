@@ -57,6 +57,11 @@ absl::Status CheckRow(const SampleParams& p, int64_t r) {
                                                      p.vocab, ")"));
     }
   }
+  if (row.draft_token < -1 || row.draft_token >= p.vocab) {
+    return absl::InvalidArgumentError(absl::StrCat("sample row ", r, ": draft_token ",
+                                                   row.draft_token, " is outside [-1, ",
+                                                   p.vocab, ")"));
+  }
   if (row.num_top_logprobs < 0 || row.num_top_logprobs > p.max_top_logprobs) {
     return absl::InvalidArgumentError(absl::StrCat("sample row ", r, ": num_top_logprobs ",
                                                    row.num_top_logprobs, " is outside [0, ",
@@ -156,17 +161,35 @@ void SampleOne(const SampleParams& p, int64_t r, Scratch& s) {
         n = keep;
         sum = cum;
       }
-      const double u = row.uniform * sum;
-      double cum = 0;
-      int64_t pick = n - 1;
-      for (int64_t i = 0; i < n; ++i) {
-        cum += probs[i];
-        if (u < cum) {
-          pick = i;
-          break;
+      // A draft is accepted with its probability; a rejected one is left out
+      // of the draw (kernels/ops.h: SampleRow). `skip` is its candidate index.
+      int64_t skip = -1;
+      double draft_mass = 0;
+      if (row.draft_token >= 0) {
+        for (int64_t i = 0; i < n; ++i) {
+          if (order[i] == row.draft_token) {
+            skip = i;
+            draft_mass = probs[i];
+            break;
+          }
         }
       }
-      token = order[pick];
+      if (skip >= 0 && row.accept_uniform * sum < draft_mass) {
+        token = row.draft_token;
+      } else {
+        const double u = row.uniform * (sum - draft_mass);
+        double cum = 0;
+        int64_t pick = -1;
+        for (int64_t i = 0; i < n; ++i) {
+          if (i == skip) continue;
+          cum += probs[i];
+          pick = i;  // the last candidate catches rounding at the top
+          if (u < cum) break;
+        }
+        // pick < 0 only when the draft was the sole candidate, and then
+        // accept_uniform < 1 accepted it above.
+        token = order[pick < 0 ? 0 : pick];
+      }
     }
   }
   p.tokens[r] = token;

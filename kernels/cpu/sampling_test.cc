@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <random>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -180,6 +181,88 @@ TEST_CASE("bad rows are errors naming the row", "[sampling]") {
             .status.message() == "sample row 1: adjust range [1, 3) is outside [0, 1)");
   CHECK(Sample1(logits, 4, {SampleRow{.logprobs = true, .num_top_logprobs = 3}}, {}, 2)
             .status.message() == "sample row 0: num_top_logprobs 3 is outside [0, 2]");
+  CHECK(Sample1(logits, 4, {SampleRow{.draft_token = 4}}).status.message() ==
+        "sample row 0: draft_token 4 is outside [-1, 4)");
+}
+
+// Speculative verification (SampleRow::draft_token).
+
+TEST_CASE("a greedy row with a draft draws the argmax either way", "[sampling][speculative]") {
+  const std::vector<float> logits = {0.5f, 2.0f, 1.0f};
+  CHECK(Sample1(logits, 3, {SampleRow{.temperature = 0.0f, .draft_token = 1}}).tokens[0] == 1);
+  CHECK(Sample1(logits, 3, {SampleRow{.temperature = 0.0f, .draft_token = 2}}).tokens[0] == 1);
+}
+
+// Pearson's chi-square of `counts` against `probs` (zero-probability tokens
+// must never be drawn: +inf).
+double ChiSquare(const std::vector<int>& counts, const std::vector<double>& probs, int total) {
+  double chi2 = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    const double expected = probs[i] * total;
+    if (expected == 0) {
+      if (counts[i] > 0) return kInf;
+      continue;
+    }
+    chi2 += (counts[i] - expected) * (counts[i] - expected) / expected;
+  }
+  return chi2;
+}
+
+TEST_CASE("a sampled row with a draft follows the target distribution (rejection rule)",
+          "[sampling][speculative]") {
+  // Target at temperature 1: [0.4, 0.3, 0.2, 0.1]. With top_k = 3 the
+  // target is [4/9, 3/9, 2/9, 0]: a draft outside the kept set (3) is never
+  // accepted.
+  const std::vector<float> logits = {std::log(0.4f), std::log(0.3f), std::log(0.2f),
+                                     std::log(0.1f)};
+  struct Case {
+    int32_t top_k;
+    int32_t draft;
+    std::vector<double> target;
+  };
+  const std::vector<Case> cases = {
+      {0, 0, {0.4, 0.3, 0.2, 0.1}},        {0, 2, {0.4, 0.3, 0.2, 0.1}},
+      {0, 3, {0.4, 0.3, 0.2, 0.1}},        {3, 1, {4 / 9.0, 3 / 9.0, 2 / 9.0, 0}},
+      {3, 3, {4 / 9.0, 3 / 9.0, 2 / 9.0, 0}},
+  };
+  constexpr int kDraws = 20000;
+  // chi-square with 3 degrees of freedom: P(chi2 > 16.27) = 0.001. Always
+  // accepting the draft, or drawing from the full target after a rejection
+  // (the draft's mass counted twice), scores in the hundreds or more.
+  constexpr double kBound = 16.27;
+  for (const Case& c : cases) {
+    CAPTURE(c.top_k, c.draft);
+    std::mt19937_64 rng(1234 + c.draft);
+    std::uniform_real_distribution<double> unif(0.0, 1.0);
+    std::vector<SampleRow> rows(kDraws);
+    for (SampleRow& row : rows) {
+      row.top_k = c.top_k;
+      row.draft_token = c.draft;
+      row.accept_uniform = unif(rng);
+      row.uniform = unif(rng);
+    }
+    // Every row reads the same logits row.
+    Run r = Sample1(logits, 4, rows);
+    REQUIRE(r.status.ok());
+    std::vector<int> counts(4, 0);
+    for (int i = 0; i < kDraws; ++i) {
+      ++counts[r.tokens[i]];
+      // The token equals the draft exactly when accept_uniform < p(draft).
+      CHECK((r.tokens[i] == c.draft) == (rows[i].accept_uniform < c.target[c.draft]));
+    }
+    CHECK(ChiSquare(counts, c.target, kDraws) < kBound);
+    // The wrong rules this test exists to catch would fail the bound.
+    std::vector<int> always_accept(4, 0);
+    always_accept[c.draft] = kDraws;
+    CHECK(ChiSquare(always_accept, c.target, kDraws) > kBound);
+    std::vector<int> double_counted(4, 0);
+    for (int t = 0; t < 4; ++t) {
+      const double p = c.target[t];
+      double_counted[t] = static_cast<int>(
+          kDraws * (t == c.draft ? p + (1 - p) * p : (1 - c.target[c.draft]) * p));
+    }
+    if (c.target[c.draft] > 0) CHECK(ChiSquare(double_counted, c.target, kDraws) > kBound);
+  }
 }
 
 }  // namespace

@@ -199,6 +199,16 @@ absl::Status ParseCommon(const Json& body, const ParseContext& context, OpenAiRe
     if (*n < 1 || *n > kMaxN) return OutOfRange("n", absl::StrCat("in [1, ", kMaxN, "]"), body["n"]);
     params.n = static_cast<int>(*n);
   }
+  // Extension (vLLM has it per server only): speculative decoding per request.
+  ASSIGN_OR_RETURN(std::optional<int64_t> spec, Integer(body, "num_speculative_tokens"));
+  if (spec) {
+    if (*spec < 0 || *spec > engine::kMaxSpeculativeTokens) {
+      return OutOfRange("num_speculative_tokens",
+                        absl::StrCat("in [0, ", engine::kMaxSpeculativeTokens, "]"),
+                        body["num_speculative_tokens"]);
+    }
+    params.num_speculative_tokens = static_cast<int>(*spec);
+  }
   ASSIGN_OR_RETURN(std::optional<int64_t> min_tokens, Integer(body, "min_tokens"));
   if (min_tokens) {
     if (*min_tokens < 0 || *min_tokens > INT32_MAX) {

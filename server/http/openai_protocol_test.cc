@@ -96,6 +96,7 @@ TEST_CASE("completions: every field reaches the engine parameters") {
                {"stop", {"\n", "END"}},
                {"stop_token_ids", {257}},
                {"min_tokens", 2},
+               {"num_speculative_tokens", 5},
                {"ignore_eos", true},
                {"include_stop_str_in_output", true},
                {"skip_special_tokens", false},
@@ -123,6 +124,7 @@ TEST_CASE("completions: every field reaches the engine parameters") {
   CHECK(p.stop == std::vector<std::string>{"\n", "END"});
   CHECK(p.stop_token_ids == std::vector<int32_t>{257});
   CHECK(p.min_tokens == 2);
+  CHECK(p.num_speculative_tokens == 5);
   CHECK(p.ignore_eos);
   CHECK(p.include_stop_str_in_output);
   CHECK_FALSE(p.skip_special_tokens);
@@ -215,6 +217,7 @@ TEST_CASE("completions: bad input is 400 naming the field and the value") {
       {{{"prompt", "x"}, {"logprobs", 21}}, "logprobs", "logprobs must be in [0, 20], got 21"},
       {{{"prompt", "x"}, {"logprobs", true}}, "logprobs", "logprobs must be an integer, got true"},
       {{{"prompt", "x"}, {"min_tokens", -1}}, "min_tokens", "min_tokens must be >= 0, got -1"},
+      {{{"prompt", "x"}, {"num_speculative_tokens", 17}}, "num_speculative_tokens", "num_speculative_tokens must be in [0, 16], got 17"},
       {{{"prompt", "x"}, {"ignore_eos", "yes"}}, "ignore_eos", "ignore_eos must be a boolean, got \"yes\""},
       {{{"prompt", "x"}, {"stream", 1}}, "stream", "stream must be a boolean, got 1"},
       {{{"prompt", "x"}, {"stream_options", {{"include_usage", "y"}}}}, "stream_options.include_usage", "stream_options.include_usage must be a boolean, got \"y\""},
