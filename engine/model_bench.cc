@@ -67,6 +67,7 @@ struct Flags {
   std::string kv_cache_dtype = "auto";
   bool bf16_dot = true;
   int32_t profile_steps = 4;
+  std::string quantization = "none";
 };
 Flags flags_;
 
@@ -381,7 +382,11 @@ absl::StatusOr<Result> Bench(const std::string& dir, SafetensorsCheckpoint::Stor
   const absl::StatusOr<model::KvCacheDType> kv_dtype =
       model::ParseKvCacheDType(flags_.kv_cache_dtype);
   if (!kv_dtype.ok()) return kv_dtype.status();
-  auto weights_or = model::ModelWeights::Load({.dir = dir, .storage = storage});
+  const absl::StatusOr<model::Quantization> quantization =
+      model::ParseQuantization(flags_.quantization);
+  if (!quantization.ok()) return quantization.status();
+  auto weights_or =
+      model::ModelWeights::Load({.dir = dir, .storage = storage, .quantization = *quantization});
   if (!weights_or.ok()) return weights_or.status();
   std::shared_ptr<const model::ModelWeights> weights = std::move(*weights_or);
   WorkerExecutor::Options executor_options;
@@ -414,6 +419,7 @@ absl::StatusOr<Result> Bench(const std::string& dir, SafetensorsCheckpoint::Stor
   }
   const model::ModelRunner& r = worker->runner();
   setup.weight_bytes = static_cast<double>(weights->matrix_bytes_per_token());
+  std::printf("  weights quantization %s\n", model::QuantizationName(weights->quantization()));
   std::printf("  KV cache %s, %lld blocks of %lld tokens\n", kernels::DTypeName(r.kv_cache_dtype()),
               static_cast<long long>(r.num_kv_blocks()), static_cast<long long>(r.block_size()));
   if (storage == SafetensorsCheckpoint::Storage::kAnonymous) {
@@ -595,6 +601,9 @@ int main(int argc, char** argv) {
   flags.Add("decode-steps", &f.decode_steps, "N", "Timed decode steps per batch size");
   flags.Add("batches", &f.batches, "B,...", "Decode batch sizes");
   flags.Add("mmap-too", &f.mmap_too, "Also measure decode batch 1 with file-mmap weights");
+  flags.Add("quantization", &f.quantization, "none|int8",
+            "int8: linear weights quantized at load to per-channel int8 (W8A8 GEMMs)")
+      .Choices({"none", "int8"});
   flags.Add("kv-cache-dtype", &f.kv_cache_dtype, "TYPE", "KV cache element type")
       .Choices({"auto", "f32", "bf16"});
   flags.Add("profile-steps", &f.profile_steps, "N",

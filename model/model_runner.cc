@@ -111,6 +111,11 @@ absl::StatusOr<uint64_t> ModelRunner::KvBudgetFromUtilization(double utilization
 
 absl::StatusOr<Matrix> ModelRunner::DeviceMatrix(const Matrix& m) {
   if (device_->host_memory()) return m;  // a view: zero copy
+  if (m.dtype == kernels::DType::kI8) {
+    return absl::UnimplementedError(absl::StrCat(
+        "int8 weights (--quantization=int8) run only on the CPU backend; ", device_->name(),
+        " has no int8 GEMM yet"));
+  }
   const size_t row_bytes = static_cast<size_t>(m.cols * kernels::DTypeSize(m.dtype));
   ASSIGN_OR_RETURN(kernels::DeviceBuffer buffer,
                    device_->Allocate(row_bytes * static_cast<size_t>(m.rows), "weights"));
@@ -323,6 +328,7 @@ absl::Status ModelRunner::Linear(const float* x, int64_t ldx, const Matrix& w, c
   p.ldx = ldx;
   p.w = w.data;
   p.w_dtype = w.dtype;
+  p.w_scales = w.scales;
   p.ldw = w.ld;
   p.bias = bias;
   p.y = y;

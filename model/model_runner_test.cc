@@ -248,7 +248,7 @@ TEST_CASE("a weight slice is a view with the parent's row stride", "[runner]") {
   // [4, 6] F32 matrix; slices keep the parent's leading dimension.
   std::vector<float> w(24);
   for (int i = 0; i < 24; ++i) w[i] = static_cast<float>(i);
-  const Matrix m{w.data(), kernels::DType::kF32, 4, 6, 6};
+  const Matrix m{w.data(), kernels::DType::kF32, 4, 6, 6, nullptr};
   const Matrix rows = m.RowSlice(1, 3), cols = m.ColSlice(2, 5);
   CHECK(rows.rows == 2);
   CHECK(rows.ld == 6);

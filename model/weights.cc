@@ -1,5 +1,8 @@
 #include "model/weights.h"
 
+#include <sys/mman.h>
+
+#include <cstdlib>
 #include <set>
 
 #include "absl/status/status.h"
@@ -7,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "kernels/quantize.h"
 
 namespace kestrel::model {
 namespace {
@@ -43,7 +47,7 @@ class Binder {
 
   absl::StatusOr<Matrix> GetMatrix(const std::string& name, int64_t rows, int64_t cols) {
     ASSIGN_OR_RETURN(const LoadedTensor* t, Get(name, {rows, cols}));
-    return Matrix{t->data, t->dtype, rows, cols, cols};
+    return Matrix{t->data, t->dtype, rows, cols, cols, nullptr};
   }
 
   absl::StatusOr<Vec> GetVec(const std::string& name, int64_t n) {
@@ -81,11 +85,63 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Options& 
   ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::LoadFromDir(options.dir));
   ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsCheckpoint> ckpt,
                    SafetensorsCheckpoint::Load({.dir = options.dir, .storage = options.storage}));
-  return Create(config, std::move(ckpt));
+  return Create(config, std::move(ckpt), options.quantization);
+}
+
+absl::StatusOr<Quantization> ParseQuantization(std::string_view name) {
+  const absl::string_view n(name.data(), name.size());
+  if (absl::EqualsIgnoreCase(n, "none")) return Quantization::kNone;
+  if (absl::EqualsIgnoreCase(n, "int8")) return Quantization::kInt8;
+  return absl::InvalidArgumentError(
+      absl::StrCat("quantization must be none or int8, got \"", n, "\""));
+}
+
+const char* QuantizationName(Quantization q) {
+  switch (q) {
+    case Quantization::kNone: return "none";
+    case Quantization::kInt8: return "int8";
+  }
+  return "?";  // unreachable: every enumerator is handled above
+}
+
+void ModelWeights::QuantizeInt8() {
+  std::vector<Matrix*> linear;
+  for (LayerWeights& l : layers_) {
+    for (Matrix* m : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj,
+                      &l.down_proj}) {
+      linear.push_back(m);
+    }
+  }
+  linear.push_back(&lm_head_);
+  // One allocation: the int8 rows, then the scales, 2 MiB aligned so
+  // transparent huge pages can back it (as the checkpoint's own memory).
+  constexpr size_t kHugePage = size_t{2} << 20;
+  size_t bytes = 0, scale_count = 0;
+  for (const Matrix* m : linear) {
+    bytes += static_cast<size_t>(m->rows * m->cols);
+    scale_count += static_cast<size_t>(m->rows);
+  }
+  bytes = (bytes + 63) / 64 * 64;
+  const size_t total =
+      (bytes + scale_count * sizeof(float) + kHugePage - 1) / kHugePage * kHugePage;
+  void* mem = std::aligned_alloc(kHugePage, total);
+  if (mem == nullptr) std::abort();  // out of memory at load, as a std::vector would
+  (void)::madvise(mem, total, MADV_HUGEPAGE);
+  quantized_.reset(mem);
+  int8_t* q = static_cast<int8_t*>(mem);
+  float* scales = reinterpret_cast<float*>(static_cast<char*>(mem) + bytes);
+  for (Matrix* m : linear) {
+    kernels::QuantizeRowsI8(m->data, m->dtype, m->rows, m->cols, m->ld, q, scales);
+    *m = Matrix{q, kernels::DType::kI8, m->rows, m->cols, m->cols, scales};
+    q += m->rows * m->cols;
+    scales += m->rows;
+  }
+  quantization_ = Quantization::kInt8;
 }
 
 absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Create(
-    const ModelConfig& config, std::unique_ptr<SafetensorsCheckpoint> checkpoint) {
+    const ModelConfig& config, std::unique_ptr<SafetensorsCheckpoint> checkpoint,
+    Quantization quantization) {
   std::unique_ptr<ModelWeights> w(new ModelWeights());
   w->config_ = config;
   const ModelConfig& c = config;
@@ -127,6 +183,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Create(
     ASSIGN_OR_RETURN(w->lm_head_, b.GetMatrix("lm_head.weight", c.vocab_size, h));
   }
   RETURN_IF_ERROR(b.CheckNoneUnused());
+  if (quantization == Quantization::kInt8) w->QuantizeInt8();
   w->checkpoint_ = std::move(checkpoint);
   return w;
 }

@@ -7,7 +7,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <cstdlib>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -22,23 +24,31 @@ namespace kestrel::model {
 // so y = x W^T), with a row stride `ld` in elements (>= cols). A slice is a
 // view: a tensor-parallel shard of a column-parallel layer (q/k/v,
 // gate/up) takes rows, of a row-parallel one (o_proj, down_proj) columns,
-// and neither copies. Points into the checkpoint's memory; not owned.
+// and neither copies. Points into the checkpoint's memory (or, quantized,
+// into ModelWeights' own int8 copy); not owned.
+//
+// An int8 matrix (dtype kI8, --quantization=int8) has one scale per row
+// (output channel): W[r, :] ~= scales[r] * data[r, :]. A row slice takes
+// its rows' scales; a column slice keeps them, and is still exact for the
+// int8 GEMM, which needs nothing else precomputed from the weights
+// (docs/kernels.md#int8-weights).
 struct Matrix {
   const void* data = nullptr;
   kernels::DType dtype = kernels::DType::kF32;
   int64_t rows = 0;
   int64_t cols = 0;
   int64_t ld = 0;
+  const float* scales = nullptr;  // [rows], kI8 only; not owned
 
   // Rows [begin, end). REQUIRES: 0 <= begin <= end <= rows.
   Matrix RowSlice(int64_t begin, int64_t end) const {
     return {static_cast<const char*>(data) + begin * ld * kernels::DTypeSize(dtype), dtype,
-            end - begin, cols, ld};
+            end - begin, cols, ld, scales != nullptr ? scales + begin : nullptr};
   }
   // Columns [begin, end). REQUIRES: 0 <= begin <= end <= cols.
   Matrix ColSlice(int64_t begin, int64_t end) const {
     return {static_cast<const char*>(data) + begin * kernels::DTypeSize(dtype), dtype, rows,
-            end - begin, ld};
+            end - begin, ld, scales};
   }
   // Bytes a pass over the matrix reads (rows * cols elements).
   uint64_t bytes() const {
@@ -69,6 +79,17 @@ struct LayerWeights {
   Matrix down_proj;      // [hidden, intermediate]
 };
 
+// How linear weights are held for the GEMM. kInt8: q/k/v/o, gate/up/down
+// and lm_head quantized at load to int8, symmetric, one scale per output
+// channel (the embedding table stays in the checkpoint dtype: it is
+// gathered, not multiplied).
+enum class Quantization { kNone, kInt8 };
+
+// "none" or "int8" (case-insensitive); InvalidArgument naming the value.
+absl::StatusOr<Quantization> ParseQuantization(std::string_view name);
+// "none" / "int8".
+const char* QuantizationName(Quantization q);
+
 // Immutable after Create; thread-safe for concurrent readers.
 class ModelWeights {
  public:
@@ -77,13 +98,18 @@ class ModelWeights {
     std::filesystem::path dir = {};
     // How tensor bytes are held (default anonymous huge-page memory).
     SafetensorsCheckpoint::Storage storage = SafetensorsCheckpoint::Storage::kAnonymous;
+    // kInt8: quantize the linear weights at load (see Quantization). The
+    // checkpoint's originals stay loaded (mmap'd ones are just not touched
+    // again).
+    Quantization quantization = Quantization::kNone;
   };
 
   // Loads config.json and the checkpoint from options.dir and checks them.
   static absl::StatusOr<std::unique_ptr<ModelWeights>> Load(const Options& options);
   // Checks an already loaded checkpoint against `config` and takes it over.
   static absl::StatusOr<std::unique_ptr<ModelWeights>> Create(
-      const ModelConfig& config, std::unique_ptr<SafetensorsCheckpoint> checkpoint);
+      const ModelConfig& config, std::unique_ptr<SafetensorsCheckpoint> checkpoint,
+      Quantization quantization = Quantization::kNone);
 
   const ModelConfig& config() const { return config_; }
   const Matrix& embed_tokens() const { return embed_tokens_; }  // [vocab, hidden]
@@ -92,6 +118,7 @@ class ModelWeights {
   // [vocab, hidden]; the embedding matrix itself when tie_word_embeddings.
   const Matrix& lm_head() const { return lm_head_; }
   const SafetensorsCheckpoint& checkpoint() const { return *checkpoint_; }
+  Quantization quantization() const { return quantization_; }
   // Bytes of matrices read per decoded token (all layers + lm_head): the
   // numerator of the memory-bandwidth bound.
   uint64_t matrix_bytes_per_token() const;
@@ -99,7 +126,15 @@ class ModelWeights {
  private:
   ModelWeights() = default;
 
+  // Replaces every linear matrix (not the embedding) by an int8 copy in
+  // quantized_.
+  void QuantizeInt8();
+
   ModelConfig config_;
+  Quantization quantization_ = Quantization::kNone;
+  // The int8 weights and their scales when quantized (huge-page aligned,
+  // freed with std::free); the matrices point into them.
+  std::unique_ptr<void, void (*)(void*)> quantized_{nullptr, &std::free};
   std::unique_ptr<SafetensorsCheckpoint> checkpoint_;
   Matrix embed_tokens_;
   std::vector<LayerWeights> layers_;

@@ -17,6 +17,9 @@ namespace {
 // (scalar 1, AVX2 3/4, AVX-512 6/8), so tiles never straddle two threads.
 constexpr int64_t kColumnGrain = 48;
 
+// Largest k for int8 weights: see Validate.
+constexpr int64_t kMaxI8K = 65536;
+
 absl::Status Validate(const GemmParams& p) {
   if (p.m < 0 || p.n < 0 || p.k < 0) {
     return absl::InvalidArgumentError(
@@ -31,6 +34,16 @@ absl::Status Validate(const GemmParams& p) {
     case DType::kF32:
     case DType::kF16:
     case DType::kBF16:
+      break;
+    case DType::kI8:
+      if (p.w_scales == nullptr && p.m > 0 && p.n > 0) {
+        return absl::InvalidArgumentError("Gemm: w_dtype I8 needs w_scales, got null");
+      }
+      // The int32 dot products are exact for |sum| <= k * 255 * 127 < 2^31.
+      if (p.k > kMaxI8K) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("Gemm: k must be <= ", kMaxI8K, " for I8 weights, got ", p.k));
+      }
       break;
     default:
       return absl::InvalidArgumentError(
@@ -71,6 +84,7 @@ absl::Status Gemm(const GemmParams& p, ThreadPool* pool, Isa isa) {
   a.w = p.w;
   a.w_type = p.w_dtype == DType::kF32   ? isa::kWF32
              : p.w_dtype == DType::kF16 ? isa::kWF16
+             : p.w_dtype == DType::kI8  ? isa::kWI8
                                         : isa::kWBF16;
   a.ldw = p.ldw;
   a.bias = p.bias;
@@ -80,7 +94,11 @@ absl::Status Gemm(const GemmParams& p, ThreadPool* pool, Isa isa) {
   a.n = p.n;
   a.k = p.k;
   a.accumulate = p.accumulate;
-  const IsaTable& table = GetIsaTable(resolved);
+  // AVX-512 without VNNI runs int8 GEMMs with the AVX2 kernels.
+  const IsaTable& table =
+      p.w_dtype == DType::kI8 && !GetIsaTable(resolved).i8_gemm && IsaSupported(Isa::kAvx2)
+          ? GetIsaTable(Isa::kAvx2)
+          : GetIsaTable(resolved);
   a.bf16_dot = p.bf16_dot && p.w_dtype == DType::kBF16 && table.convert_to_bf16 != nullptr;
 
   // Activations rounded to bf16 once per call, padded to whole 32-element
@@ -92,6 +110,24 @@ absl::Status Gemm(const GemmParams& p, ThreadPool* pool, Isa isa) {
     table.convert_to_bf16(p.x, p.ldx, p.m, p.k, xb.data(), kpad);
     a.xb = xb.data();
     a.ldxb = kpad;
+  }
+
+  // Activations quantized to int8 once per call, one scale per row; padded
+  // to whole kI8Pad steps so the kernel needs no masked loads on x.
+  thread_local std::vector<int8_t> xq;
+  thread_local std::vector<float> x_scale;
+  thread_local std::vector<int32_t> x_sum;
+  if (p.w_dtype == DType::kI8) {
+    const int64_t kpad = (p.k + isa::kI8Pad - 1) / isa::kI8Pad * isa::kI8Pad;
+    xq.resize(static_cast<size_t>(p.m * kpad));
+    x_scale.resize(static_cast<size_t>(p.m));
+    x_sum.resize(static_cast<size_t>(p.m));
+    table.quantize_i8(p.x, p.ldx, p.m, p.k, xq.data(), kpad, x_scale.data(), x_sum.data());
+    a.xq = xq.data();
+    a.ldxq = kpad;
+    a.x_scale = x_scale.data();
+    a.x_sum = x_sum.data();
+    a.w_scale = p.w_scales;
   }
 
   // Even/odd split of x for the exact BF16 path (see isa_kernels.h).

@@ -1,5 +1,6 @@
 // GEMM for Linear layers on the CPU: y[M,N] = x[M,K] · W[N,K]ᵀ (+bias)
-// (+y), activations F32, W in F32, BF16 or F16 exactly as in the checkpoint.
+// (+y), activations F32, W in F32, BF16 or F16 exactly as in the checkpoint,
+// or int8 with per-channel scales (x then quantized per row, W8A8).
 // The variant (AVX-512, AVX2+FMA+F16C, scalar) is chosen at run time; N is
 // split over the thread pool. See GemmParams in kernels/ops.h and
 // docs/kernels.md for the design and measured numbers.

@@ -274,7 +274,7 @@ TEST_CASE("Gemm rejects bad arguments", "[gemm]") {
   bad.w = nullptr;
   CHECK(absl::IsInvalidArgument(Gemm(bad, nullptr)));
   bad = p;
-  bad.w_dtype = static_cast<DType>(7);
+  bad.w_dtype = DType::kI64;
   CHECK(absl::IsInvalidArgument(Gemm(bad, nullptr)));
   if (!IsaSupported(Isa::kAvx512)) CHECK(absl::IsInvalidArgument(Gemm(p, nullptr, Isa::kAvx512)));
   // k == 0: y = bias (or y += bias).

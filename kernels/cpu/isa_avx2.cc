@@ -24,6 +24,10 @@ void ConvertToBf16Avx2(const float* x, int64_t ldx, int64_t m, int64_t k, uint16
                        int64_t kpad) {
   ConvertToBf16<Avx2>(x, ldx, m, k, out, kpad);
 }
+void QuantizeI8Avx2(const float* x, int64_t ldx, int64_t m, int64_t k, int8_t* out,
+                    int64_t kpad, float* scale, int32_t* sum) {
+  QuantizeI8<Avx2>(x, ldx, m, k, out, kpad, scale, sum);
+}
 const AttentionVecOps kAttentionAvx2 = MakeAttentionVecOps<Avx2>();
 void SiluMulAvx2(const float* gate, const float* up, float* out, int64_t n) {
   SiluMul<Avx2>(gate, up, out, n);

@@ -31,6 +31,10 @@ void ConvertToBf16Avx512(const float* x, int64_t ldx, int64_t m, int64_t k, uint
                          int64_t kpad) {
   ConvertToBf16<Avx512>(x, ldx, m, k, out, kpad);
 }
+void QuantizeI8Avx512(const float* x, int64_t ldx, int64_t m, int64_t k, int8_t* out,
+                      int64_t kpad, float* scale, int32_t* sum) {
+  QuantizeI8<Avx512>(x, ldx, m, k, out, kpad, scale, sum);
+}
 const AttentionVecOps kAttentionAvx512 = MakeAttentionVecOps<Avx512>();
 void SiluMulAvx512(const float* gate, const float* up, float* out, int64_t n) {
   SiluMul<Avx512>(gate, up, out, n);

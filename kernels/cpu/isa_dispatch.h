@@ -16,6 +16,11 @@ struct IsaTable {
   // The lanes L of the even/odd split of x the exact BF16 path reads
   // (GemmArgs::xd); 0 when it reads x itself.
   int64_t bf16_split_lanes;
+  // Whether gemm_range takes kWI8 weights on this CPU (AVX-512 needs VNNI;
+  // gemm.cc falls back to AVX2 without it).
+  bool i8_gemm;
+  void (*quantize_i8)(const float* x, int64_t ldx, int64_t m, int64_t k, int8_t* out,
+                      int64_t kpad, float* scale, int32_t* sum);
   const isa::AttentionVecOps* attention;
   void (*silu_mul)(const float* gate, const float* up, float* out, int64_t n);
   float (*sum_f32)(const float* x, int64_t n);

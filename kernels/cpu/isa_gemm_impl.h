@@ -32,7 +32,7 @@
 namespace kestrel::kernels::cpu::isa {
 namespace {
 
-constexpr int kWBF16Dot = 3;  // bf16 weights with bf16 activations (a.bf16_dot)
+constexpr int kWBF16Dot = 4;  // bf16 weights with bf16 activations (a.bf16_dot)
 
 // Columns per cache block in the big-M loop: 48 rows of W (96 KiB of bf16 at
 // K = 1024) are reused from L2 by every row tile.
@@ -180,6 +180,64 @@ void Tile(const GemmArgs& a, int64_t m0, int64_t n0) {
     for (int j = 0; j < NR; ++j) StoreOutput(a, m0 + i, n0 + j, T::ReduceAdd(acc[i][j]));
 }
 
+// y[m0 : m0+MR, n0 : n0+NR] for int8 weights (kWI8) and the per-row int8
+// activations a.xq: exact int32 dot products (the traits' DotI8), then
+// y = x_scale[m] * w_scale[n] * acc in F32. The integer part is exact, so
+// every variant gets the same acc; the same float epilogue follows.
+template <class T, int MR, int NR>
+void TileI8(const GemmArgs& a, int64_t m0, int64_t n0) {
+  using I8Vec = typename T::I8Vec;
+  constexpr int S = T::kI8Step;
+  static_assert(kI8Pad % S == 0);
+  typename T::I32Acc acc[MR][NR];
+  #pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+    #pragma GCC unroll 8
+    for (int j = 0; j < NR; ++j) acc[i][j] = T::ZeroI32();
+  const int8_t* xr[MR];
+  #pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) xr[i] = a.xq + (m0 + i) * a.ldxq;
+  const int8_t* wr[NR];
+  #pragma GCC unroll 8
+  for (int j = 0; j < NR; ++j) wr[j] = static_cast<const int8_t*>(a.w) + (n0 + j) * a.ldw;
+  const int64_t k = a.k;
+  int64_t k0 = 0;
+  for (; k0 + S <= k; k0 += S) {
+    I8Vec xv[MR];
+    #pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) xv[i] = T::LoadI8(xr[i] + k0);
+    #pragma GCC unroll 8
+    for (int j = 0; j < NR; ++j) {
+      const I8Vec wv = T::PrepareI8W(T::LoadI8(wr[j] + k0));
+      #pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) acc[i][j] = T::DotI8(acc[i][j], xv[i], wv);
+    }
+  }
+  if (k0 < k) {
+    // x is zero padded, so a padded weight lane (w + 128 after PrepareI8W)
+    // adds nothing.
+    I8Vec xv[MR];
+    #pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) xv[i] = T::LoadI8(xr[i] + k0);
+    #pragma GCC unroll 8
+    for (int j = 0; j < NR; ++j) {
+      const I8Vec wv = T::PrepareI8W(T::LoadI8Tail(wr[j] + k0, k - k0));
+      #pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) acc[i][j] = T::DotI8(acc[i][j], xv[i], wv);
+    }
+  }
+  #pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    const int64_t m = m0 + i;
+    #pragma GCC unroll 8
+    for (int j = 0; j < NR; ++j) {
+      const int64_t n = n0 + j;
+      const int32_t dot = T::ReduceAddI32(acc[i][j]) - T::kI8WeightBias * a.x_sum[m];
+      StoreOutput(a, m, n, static_cast<float>(dot) * (a.x_scale[m] * a.w_scale[n]));
+    }
+  }
+}
+
 using TileFn = void (*)(const GemmArgs&, int64_t, int64_t);
 
 template <class T>
@@ -197,7 +255,11 @@ struct TileTable {
 
 template <class T, int W, int MR, int NR>
 constexpr void FillTiles(TileTable<T, W>& t) {
-  t.f[MR - 1][NR - 1] = &Tile<T, W, MR, NR>;
+  if constexpr (W == kWI8) {
+    t.f[MR - 1][NR - 1] = &TileI8<T, MR, NR>;
+  } else {
+    t.f[MR - 1][NR - 1] = &Tile<T, W, MR, NR>;
+  }
   if constexpr (NR > 1) {
     FillTiles<T, W, MR, NR - 1>(t);
   } else if constexpr (MR > 1) {
@@ -247,6 +309,7 @@ void GemmRange(const GemmArgs& a, int64_t n_begin, int64_t n_end) {
     case kWF32: Range<T, kWF32>(a, n_begin, n_end); return;
     case kWF16: Range<T, kWF16>(a, n_begin, n_end); return;
     case kWBF16: Range<T, kWBF16>(a, n_begin, n_end); return;
+    case kWI8: Range<T, kWI8>(a, n_begin, n_end); return;
     default: __builtin_trap();  // gemm.cc validated the dtype
   }
 }
@@ -265,6 +328,38 @@ void ConvertToBf16(const float* x, int64_t ldx, int64_t m, int64_t k, uint16_t* 
           T::TailMask(left >= T::kLanes ? T::kLanes : left <= 0 ? 0 : left);
       T::StoreBf16(o + k0, T::LoadMasked(xr + k0, mask));
     }
+  }
+}
+
+// Per-row symmetric int8 quantization of x (see QuantizeI8Scalar in
+// isa_kernels.h). REQUIRES: kpad a multiple of kLanes, >= k; k <= 65536.
+template <class T>
+void QuantizeI8(const float* x, int64_t ldx, int64_t m, int64_t k, int8_t* out, int64_t kpad,
+                float* scale, int32_t* sum) {
+  using Vec = typename T::Vec;
+  constexpr int L = T::kLanes;
+  for (int64_t i = 0; i < m; ++i) {
+    const float* xr = x + i * ldx;
+    int8_t* o = out + i * kpad;
+    Vec vmax = T::Zero();
+    int64_t k0 = 0;
+    for (; k0 + L <= k; k0 += L) vmax = T::Max(vmax, T::Abs(T::Load(xr + k0)));
+    if (k0 < k) vmax = T::Max(vmax, T::Abs(T::LoadMasked(xr + k0, T::TailMask(k - k0))));
+    const float amax = T::ReduceMaxMasked(vmax, T::TailMask(L));
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    scale[i] = amax / 127.0f;
+    const Vec vinv = T::Set1(inv);
+    // Sum of the rounded values: integers below 2^24 in every partial sum,
+    // so exact in F32 for k <= 65536.
+    Vec vsum = T::Zero();
+    for (k0 = 0; k0 < kpad; k0 += L) {
+      const int64_t left = k - k0;
+      const typename T::Mask mask = T::TailMask(left >= L ? L : left <= 0 ? 0 : left);
+      const Vec q = T::Mul(T::LoadMasked(xr + k0, mask), vinv);
+      T::StoreI8(o + k0, q);
+      vsum = T::Add(vsum, T::Round(q));
+    }
+    sum[i] = static_cast<int32_t>(T::ReduceAdd(vsum));
   }
 }
 

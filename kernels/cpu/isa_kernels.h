@@ -12,7 +12,11 @@
 
 namespace kestrel::kernels::cpu::isa {
 
-enum WeightType : int { kWF32 = 0, kWF16 = 1, kWBF16 = 2 };
+enum WeightType : int { kWF32 = 0, kWF16 = 1, kWBF16 = 2, kWI8 = 3 };
+
+// Int8 activations are padded to whole steps of this many bytes (the widest
+// traits' kI8Step), so the int8 kernels need no masked loads on x.
+constexpr int64_t kI8Pad = 64;
 
 // A validated GEMM (see GemmParams in kernels/ops.h).
 struct GemmArgs {
@@ -32,6 +36,14 @@ struct GemmArgs {
   // shift and one AND, matching the even and odd halves.
   const float* xd;
   int64_t ldxd;
+  // kWI8 weights only: x quantized per row (QuantizeI8*): xq [m, ldxq]
+  // int8 in [-127, 127], ldxq = k rounded up to kI8Pad, zero padded;
+  // x_scale [m] (x ~= x_scale[i] * xq[i, :]); x_sum [m] = sum of row i of xq.
+  const int8_t* xq;
+  int64_t ldxq;
+  const float* x_scale;
+  const int32_t* x_sum;
+  const float* w_scale;  // kWI8: [n], w[j, :] ~= w_scale[j] * wq[j, :]
   const void* w;    // [n, k] in w_type, row stride ldw (elements)
   int w_type;
   int64_t ldw;
@@ -58,6 +70,20 @@ void ConvertToBf16Avx2(const float* x, int64_t ldx, int64_t m, int64_t k, uint16
                        int64_t kpad);
 void ConvertToBf16Avx512(const float* x, int64_t ldx, int64_t m, int64_t k, uint16_t* out,
                          int64_t kpad);
+
+// Symmetric per-row int8 quantization of x [m, k] (row stride ldx) for kWI8
+// GEMMs: scale[i] = max_k |x[i, k]| / 127 (0 for an all-zero row),
+// out[i, k] = round-half-even(x[i, k] * (127 / max)) in [-127, 127], zeros
+// from k to kpad; sum[i] = sum of out[i, :]. Every variant gives the same
+// bytes (the max is order-independent, the product and the rounding are one
+// IEEE operation each). REQUIRES: kpad a multiple of kI8Pad, >= k;
+// k <= 65536 (the sum is accumulated exactly in F32).
+void QuantizeI8Scalar(const float* x, int64_t ldx, int64_t m, int64_t k, int8_t* out,
+                      int64_t kpad, float* scale, int32_t* sum);
+void QuantizeI8Avx2(const float* x, int64_t ldx, int64_t m, int64_t k, int8_t* out,
+                    int64_t kpad, float* scale, int32_t* sum);
+void QuantizeI8Avx512(const float* x, int64_t ldx, int64_t m, int64_t k, int8_t* out,
+                      int64_t kpad, float* scale, int32_t* sum);
 
 // Attention helpers. Keys come in runs of up to kKeyTile slots of one
 // block; the K cache stores each block's keys transposed (element i of key

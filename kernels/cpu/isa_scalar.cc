@@ -21,6 +21,10 @@ void ConvertToBf16Scalar(const float* x, int64_t ldx, int64_t m, int64_t k, uint
                          int64_t kpad) {
   ConvertToBf16<Scalar>(x, ldx, m, k, out, kpad);
 }
+void QuantizeI8Scalar(const float* x, int64_t ldx, int64_t m, int64_t k, int8_t* out,
+                      int64_t kpad, float* scale, int32_t* sum) {
+  QuantizeI8<Scalar>(x, ldx, m, k, out, kpad, scale, sum);
+}
 const AttentionVecOps kAttentionScalar = MakeAttentionVecOps<Scalar>();
 void SiluMulScalar(const float* gate, const float* up, float* out, int64_t n) {
   SiluMul<Scalar>(gate, up, out, n);

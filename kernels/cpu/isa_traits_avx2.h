@@ -140,6 +140,41 @@ struct Avx2 {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out),
                      _mm_packus_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
   }
+
+  // Int8 dot products: vpmaddubsw (u8 x s8 -> pairs summed into s16,
+  // saturating) then vpmaddwd by ones into s32. The unsigned operand is |x|
+  // and x's sign moves onto w (vpsignb), so a pair sums to at most
+  // 2 * 127 * 127 = 32258 and never saturates (x and w are in [-127, 127]).
+  using I8Vec = __m256i;
+  using I32Acc = __m256i;
+  static constexpr int kI8Step = 32;
+  static constexpr int32_t kI8WeightBias = 0;
+  static I8Vec LoadI8(const int8_t* p) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  }
+  static I8Vec LoadI8Tail(const int8_t* p, int64_t n) {
+    int8_t tmp[kI8Step] = {};
+    __builtin_memcpy(tmp, p, static_cast<size_t>(n));
+    return LoadI8(tmp);
+  }
+  static I8Vec PrepareI8W(I8Vec w) { return w; }
+  static I32Acc ZeroI32() { return _mm256_setzero_si256(); }
+  static I32Acc DotI8(I32Acc acc, I8Vec x, I8Vec w) {
+    const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(w, x));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+  }
+  static int32_t ReduceAddI32(I32Acc v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+  }
+  static void StoreI8(int8_t* out, Vec v) {
+    const __m256i i = _mm256_cvtps_epi32(v);
+    const __m128i h = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm_packs_epi16(h, h));
+  }
+  static Vec Abs(Vec v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
 };
 
 }  // namespace

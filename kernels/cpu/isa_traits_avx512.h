@@ -119,6 +119,35 @@ struct Avx512 {
   }
   // The same pair (two bf16 values as one 32-bit word) in every lane.
   static Bf16Pairs SplatPair(uint32_t pair) { return _mm512_set1_epi32(static_cast<int>(pair)); }
+
+  // Int8 dot products (AVX512_VNNI vpdpbusd, u8 x s8 -> s32 in groups of 4).
+  // The weights are s8; vpdpbusd wants one unsigned operand, so each weight
+  // vector is flipped to w + 128 (one XOR, shared by every row of a tile)
+  // and the kernel subtracts kI8WeightBias * sum(xq) per output, a per-row
+  // constant of the activations: nothing about the weights needs
+  // precomputing, so a column slice of a matrix is still a valid int8
+  // matrix. |(w + 128) * x| <= 255 * 127 per product: exact in s32 for
+  // k <= 65536.
+  using I8Vec = __m512i;  // kI8Step int8 values
+  using I32Acc = __m512i;
+  static constexpr int kI8Step = 64;
+  static constexpr int32_t kI8WeightBias = 128;
+  static I8Vec LoadI8(const int8_t* p) { return _mm512_loadu_si512(p); }
+  // The first n (0 < n < kI8Step) bytes, the rest zero.
+  static I8Vec LoadI8Tail(const int8_t* p, int64_t n) {
+    return _mm512_maskz_loadu_epi8((uint64_t{1} << n) - 1, p);
+  }
+  static I8Vec PrepareI8W(I8Vec w) { return _mm512_xor_si512(w, _mm512_set1_epi8(-128)); }
+  static I32Acc ZeroI32() { return _mm512_setzero_si512(); }
+  // acc + the sums of 4 products (x the activations, w from PrepareI8W).
+  static I32Acc DotI8(I32Acc acc, I8Vec x, I8Vec w) { return _mm512_dpbusd_epi32(acc, w, x); }
+  static int32_t ReduceAddI32(I32Acc v) { return _mm512_reduce_add_epi32(v); }
+  // kLanes values rounded half to even (cvtps2dq under the default MXCSR)
+  // into out[0, kLanes) as int8. REQUIRES: |v| <= 127.5.
+  static void StoreI8(int8_t* out, Vec v) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)));
+  }
+  static Vec Abs(Vec v) { return _mm512_abs_ps(v); }
 };
 
 }  // namespace

@@ -27,6 +27,11 @@
 //   ZipBf16(a, na, b, nb)  pair i = (a[i], b[i]), reading only a[0, na) and
 //                       b[0, nb) (zeros past them); SplatPair(w): the 32-bit
 //                       pair w in every lane (bf16 dot-product attention)
+//   I8Vec I32Acc kI8Step kI8WeightBias
+//                       int8 dot products: kI8Step int8 values per I8Vec,
+//                       int32 accumulators; the kernel subtracts
+//                       kI8WeightBias * sum(xq) (see the AVX-512 traits)
+//   LoadI8 LoadI8Tail PrepareI8W ZeroI32 DotI8 ReduceAddI32 StoreI8 Abs
 #ifndef KESTREL_KERNELS_CPU_ISA_TRAITS_SCALAR_H_
 #define KESTREL_KERNELS_CPU_ISA_TRAITS_SCALAR_H_
 
@@ -86,6 +91,7 @@ struct Scalar {
   static Vec Fmadd(Vec a, Vec b, Vec c) { return c + a * b; }
   static Vec Fnmadd(Vec a, Vec b, Vec c) { return c - a * b; }
   static Vec ExpNative(Vec x) { return std::exp(x); }
+  static Vec Round(Vec x) { return std::nearbyint(x); }  // half to even
 
   static float First(Vec v) { return v; }
   static float ReduceAdd(Vec v) { return v; }
@@ -124,6 +130,21 @@ struct Scalar {
     bits += 0x7fffu + ((bits >> 16) & 1u);
     *out = static_cast<uint16_t>(bits >> 16);
   }
+
+  // Int8 dot products, one element per step (exact int32 math).
+  using I8Vec = int32_t;
+  using I32Acc = int32_t;
+  static constexpr int kI8Step = 1;
+  static constexpr int32_t kI8WeightBias = 0;
+  static I8Vec LoadI8(const int8_t* p) { return *p; }
+  static I8Vec LoadI8Tail(const int8_t* p, int64_t n) { return n > 0 ? *p : 0; }
+  static I8Vec PrepareI8W(I8Vec w) { return w; }
+  static I32Acc ZeroI32() { return 0; }
+  static I32Acc DotI8(I32Acc acc, I8Vec x, I8Vec w) { return acc + x * w; }
+  static int32_t ReduceAddI32(I32Acc v) { return v; }
+  // Round half to even, as cvtps2dq does under the default MXCSR.
+  static void StoreI8(int8_t* out, Vec v) { *out = static_cast<int8_t>(std::nearbyint(v)); }
+  static Vec Abs(Vec v) { return std::fabs(v); }
 };
 
 }  // namespace

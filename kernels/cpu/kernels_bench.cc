@@ -151,6 +151,8 @@ WeightSet MakeWeights(int64_t n, int64_t k, DType t, size_t min_total) {
       const float v = dist(rng);
       if (t == DType::kF32) {
         reinterpret_cast<float*>(base)[i] = v;
+      } else if (t == DType::kI8) {
+        reinterpret_cast<int8_t*>(base)[i] = static_cast<int8_t>(v * 2540.0f);  // [-127, 127]
       } else {
         reinterpret_cast<uint16_t*>(base)[i] = t == DType::kBF16 ? F32ToBf16(v) : F32ToF16(v);
       }
@@ -166,9 +168,10 @@ void BenchGemm(ThreadPool* pool, int reps, double bandwidth, int64_t m, int64_t 
   std::mt19937 rng(2);
   std::uniform_real_distribution<float> dist(-1, 1);
   for (float& v : x) v = dist(rng);
-  GemmParams p{.x = x.data(), .ldx = k, .w = nullptr, .w_dtype = t, .ldw = k, .bias = nullptr,
-               .y = y.data(), .ldy = n, .m = m, .n = n, .k = k, .accumulate = false,
-               .bf16_dot = bf16_dot};
+  const std::vector<float> scales(static_cast<size_t>(n), 0.05f / 127);  // int8 weights
+  GemmParams p{.x = x.data(), .ldx = k, .w = nullptr, .w_dtype = t, .w_scales = scales.data(),
+               .ldw = k, .bias = nullptr, .y = y.data(), .ldy = n, .m = m, .n = n, .k = k,
+               .accumulate = false, .bf16_dot = bf16_dot};
   const double sec = MedianSeconds(reps, [&](int r) {
     p.w = w.copy(r);
     Check(Gemm(p, pool, isa));
@@ -277,8 +280,8 @@ int Main() {
   const std::vector<Shape> gemv_shapes =
       quick ? std::vector<Shape>{{5632, 2048}} : std::vector<Shape>{{5632, 2048}, {2048, 5632}, {32000, 2048}};
   for (const Shape& s : gemv_shapes) {
-    for (DType t : {DType::kBF16, DType::kF16, DType::kF32}) {
-      if (quick && t != DType::kBF16) continue;
+    for (DType t : {DType::kBF16, DType::kI8, DType::kF16, DType::kF32}) {
+      if (quick && t != DType::kBF16 && t != DType::kI8) continue;
       const WeightSet w = MakeWeights(s.n, s.k, t, pool_bytes);
       BenchGemm(pool, reps * 4, bw, 1, s.n, s.k, t, Isa::kAvx512, false, w);
       if (t == DType::kBF16) BenchGemm(pool, reps * 4, bw, 1, s.n, s.k, t, Isa::kAvx512, true, w);
@@ -295,11 +298,14 @@ int Main() {
     std::printf("GEMM (batched decode and prefill), N=5632 K=2048:\n");
     const WeightSet wb = MakeWeights(5632, 2048, DType::kBF16, pool_bytes);
     const WeightSet wf = MakeWeights(5632, 2048, DType::kF32, 0);
+    const WeightSet wi = MakeWeights(5632, 2048, DType::kI8, pool_bytes);
     for (int64_t m : {8, 32, 512}) {
       const int r = m == 512 ? std::max(3, reps / 3) : reps;
       BenchGemm(pool, r, bw, m, 5632, 2048, DType::kBF16, Isa::kAvx512, false, wb);
       BenchGemm(pool, r, bw, m, 5632, 2048, DType::kBF16, Isa::kAvx512, true, wb);
+      BenchGemm(pool, r, bw, m, 5632, 2048, DType::kI8, Isa::kAvx512, false, wi);
       if (!quick) {
+        BenchGemm(pool, r, bw, m, 5632, 2048, DType::kI8, Isa::kAvx2, false, wi);
         BenchGemm(pool, r, bw, m, 5632, 2048, DType::kF32, Isa::kAvx512, false, wf);
         BenchGemm(pool, r, bw, m, 5632, 2048, DType::kBF16, Isa::kAvx2, false, wb);
         BenchGemm(pool, r, bw, m, 5632, 2048, DType::kBF16, Isa::kAvx2, true, wb);

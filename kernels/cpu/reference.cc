@@ -1,6 +1,7 @@
 // Scalar references (see reference.h).
 #include "kernels/cpu/reference.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
@@ -8,7 +9,41 @@
 
 namespace kestrel::kernels::reference {
 
+namespace {
+
+// W8A8 (GemmParams::w_dtype == kI8): x quantized per row like the kernels
+// (scale max|x| / 127, round half to even of x * (127 / max)), exact integer
+// dot products, then the same F32 epilogue.
+void GemmI8(const GemmParams& p) {
+  const int8_t* w = static_cast<const int8_t*>(p.w);
+  std::vector<int32_t> xq(static_cast<size_t>(p.k));
+  for (int64_t i = 0; i < p.m; ++i) {
+    const float* x = p.x + i * p.ldx;
+    float amax = 0.0f;
+    for (int64_t kk = 0; kk < p.k; ++kk) amax = std::max(amax, std::fabs(x[kk]));
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    const float x_scale = amax / 127.0f;
+    for (int64_t kk = 0; kk < p.k; ++kk) {
+      xq[kk] = static_cast<int32_t>(std::nearbyint(x[kk] * inv));
+    }
+    for (int64_t j = 0; j < p.n; ++j) {
+      int64_t acc = 0;
+      for (int64_t kk = 0; kk < p.k; ++kk) acc += int64_t{xq[kk]} * w[j * p.ldw + kk];
+      float dot = static_cast<float>(acc) * (x_scale * p.w_scales[j]);
+      if (p.bias != nullptr) dot += p.bias[j];
+      float& y = p.y[i * p.ldy + j];
+      y = p.accumulate ? y + dot : dot;
+    }
+  }
+}
+
+}  // namespace
+
 void Gemm(const GemmParams& p) {
+  if (p.w_dtype == DType::kI8) {
+    GemmI8(p);
+    return;
+  }
   for (int64_t i = 0; i < p.m; ++i) {
     for (int64_t j = 0; j < p.n; ++j) {
       double acc = 0.0;

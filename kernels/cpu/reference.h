@@ -11,7 +11,8 @@
 
 namespace kestrel::kernels::reference {
 
-// y = x · Wᵀ (+bias) (+y), as GemmParams (bf16_dot rounds x to bf16 first).
+// y = x · Wᵀ (+bias) (+y), as GemmParams (bf16_dot rounds x to bf16 first;
+// kI8 weights quantize x per row to int8 first, as the kernels do).
 void Gemm(const GemmParams& p);
 
 void RmsNorm(const float* x, int64_t x_stride, float* out, int64_t out_stride,

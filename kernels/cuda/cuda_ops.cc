@@ -53,6 +53,11 @@ absl::Status CudaOps::Gemm(const kernels::GemmParams& p) {
   // BF16/F16 weights through cuBLAS round x to the weight type (as
   // bf16_dot does on the CPU); the GEMV path for decode batches widens the
   // weights exactly. Either way bf16_dot is moot here.
+  if (p.w_dtype == kernels::DType::kI8) {
+    return absl::UnimplementedError(
+        "gemm: int8 weights (--quantization=int8) have no CUDA kernel yet; they run on the CPU "
+        "backend only");
+  }
   const size_t need = GemmWorkspaceBytes(p.w_dtype, p.m, p.k);
   RETURN_IF_ERROR(Workspace(gemm_workspace_, need, "GEMM activations"));
   const GemmStatus s = gemm_->Gemm(p.x, p.ldx, p.w, p.w_dtype, p.ldw, p.bias, p.y, p.ldy, p.m,
