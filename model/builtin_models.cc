@@ -41,7 +41,7 @@ absl::Status InDemo(const absl::Status& status, std::string_view file) {
                                                   std::string(file), ": ", status.message()));
 }
 
-absl::StatusOr<BuiltinModel> LoadDemo() {
+absl::StatusOr<BuiltinModel> LoadDemo(Quantization quantization) {
   BuiltinModel model;
   ASSIGN_OR_RETURN(std::string_view config_json, RequiredDemoFile("config.json"));
   ASSIGN_OR_RETURN(std::string_view safetensors, RequiredDemoFile("model.safetensors"));
@@ -61,7 +61,7 @@ absl::StatusOr<BuiltinModel> LoadDemo() {
       SafetensorsCheckpoint::FromMemory(safetensors, "model.safetensors");
   if (!checkpoint.ok()) return InDemo(checkpoint.status(), "model.safetensors");
   absl::StatusOr<std::unique_ptr<ModelWeights>> weights =
-      ModelWeights::Create(*config, std::move(*checkpoint));
+      ModelWeights::Create(*config, std::move(*checkpoint), quantization);
   if (!weights.ok()) return InDemo(weights.status(), "model.safetensors");
   model.weights = std::move(*weights);
   absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tokenizer =
@@ -72,7 +72,7 @@ absl::StatusOr<BuiltinModel> LoadDemo() {
   return model;
 }
 
-absl::StatusOr<BuiltinModel> LoadRandom() {
+absl::StatusOr<BuiltinModel> LoadRandom(Quantization quantization) {
   BuiltinModel model;
   ASSIGN_OR_RETURN(std::string config_json, SyntheticPresetConfig("tiny", kernels::DType::kF32));
   ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::Parse(config_json));
@@ -80,7 +80,8 @@ absl::StatusOr<BuiltinModel> LoadRandom() {
       SerializeSafetensors(SyntheticTensors(config, kernels::DType::kF32, kRandomSeed));
   ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsCheckpoint> checkpoint,
                    SafetensorsCheckpoint::FromMemory(safetensors, "model.safetensors"));
-  ASSIGN_OR_RETURN(model.weights, ModelWeights::Create(config, std::move(checkpoint)));
+  ASSIGN_OR_RETURN(model.weights,
+                   ModelWeights::Create(config, std::move(checkpoint), quantization));
   ASSIGN_OR_RETURN(model.tokenizer,
                    tokenizer::Tokenizer::FromJson(SyntheticTokenizerJson(config.vocab_size), "", {}));
   model.name = std::string(kRandomModel);
@@ -91,9 +92,10 @@ absl::StatusOr<BuiltinModel> LoadRandom() {
 
 bool IsBuiltinModel(std::string_view model) { return model == kDemoModel || model == kRandomModel; }
 
-absl::StatusOr<BuiltinModel> LoadBuiltinModel(std::string_view model) {
-  if (model == kDemoModel) return LoadDemo();
-  if (model == kRandomModel) return LoadRandom();
+absl::StatusOr<BuiltinModel> LoadBuiltinModel(std::string_view model,
+                                              Quantization quantization) {
+  if (model == kDemoModel) return LoadDemo(quantization);
+  if (model == kRandomModel) return LoadRandom(quantization);
   return absl::NotFoundError(absl::StrCat("no built-in model \"", std::string(model),
                                           "\" (known: ", std::string(kDemoModel), ", ",
                                           std::string(kRandomModel), ")"));

@@ -36,9 +36,11 @@ struct BuiltinModel {
   std::string name;
 };
 
-// Loads a built-in model. Weights are copied into anonymous memory.
-// NotFound for a name that is not IsBuiltinModel.
-absl::StatusOr<BuiltinModel> LoadBuiltinModel(std::string_view model);
+// Loads a built-in model. Weights are copied into anonymous memory, and
+// quantized as ModelWeights::Options::quantization says. NotFound for a name
+// that is not IsBuiltinModel.
+absl::StatusOr<BuiltinModel> LoadBuiltinModel(std::string_view model,
+                                              Quantization quantization = Quantization::kNone);
 
 // The licence notice of the demo model's files (MIT, llama2.c), as embedded.
 std::string_view DemoModelLicense();

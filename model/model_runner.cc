@@ -60,7 +60,9 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(
       kv_dtype = kernels::DType::kBF16;
       break;
     case KvCacheDType::kAuto:
-      if (r->weights_->layers().front().k_proj.dtype == kernels::DType::kBF16) {
+      // The embedding keeps the checkpoint's dtype when the linear weights
+      // are quantized (int8 weights of a BF16 model get a BF16 cache).
+      if (r->weights_->embed_tokens().dtype == kernels::DType::kBF16) {
         kv_dtype = kernels::DType::kBF16;
       }
       break;

@@ -101,7 +101,8 @@ struct StepOutput {
 };
 
 // Element type of the KV cache. kAuto follows the checkpoint (vLLM's
-// "auto"): BF16 when the attention weights are BF16, else F32.
+// "auto"): BF16 when its weights are BF16 (int8 quantization aside, which
+// the embedding table never gets), else F32.
 enum class KvCacheDType { kAuto, kF32, kBF16 };
 
 // "auto", "f32" or "bf16" (case-insensitive); InvalidArgument naming the value.

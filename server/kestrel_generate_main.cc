@@ -23,6 +23,7 @@
 #include "common/status_macros.h"
 #include "engine/offline.h"
 #include "nlohmann/json.hpp"
+#include "server/model_flags.h"
 #include "server/model_loader.h"
 
 namespace kestrel::server {
@@ -48,18 +49,8 @@ struct Flags {
   bool ignore_eos = false;
   bool json = false;
   std::string logits_out;
-  std::string device = "cpu";
-  int32_t threads = 0;
-  int32_t tensor_parallel_size = 1;
-  int64_t kv_cache_mib = 256;
-  double gpu_memory_utilization = 0.9;
-  int32_t max_model_len = 0;
-  bool mmap_weights = false;
-  std::string kv_cache_dtype = "auto";
-  bool bf16_dot = true;
-  int32_t speculative_ngram_tokens = 0;
-  int32_t speculative_ngram_max = 4;
-  int32_t speculative_ngram_min = 1;
+  ModelFlags placement;
+  SpeculativeFlags speculative;
 };
 
 absl::StatusOr<std::vector<int32_t>> ParseIds(const std::string& text) {
@@ -130,35 +121,9 @@ const char* FinishName(engine::FinishReason reason) {
 
 int Run(const Flags& f, const FlagSet& flags) {
   if (f.model.empty()) return flags.UsageError("--model is required");
-  absl::StatusOr<model::KvCacheDType> kv_dtype = model::ParseKvCacheDType(f.kv_cache_dtype);
-  if (!kv_dtype.ok()) return flags.UsageError(absl::StrCat("--kv-cache-dtype: ", kv_dtype.status().message()));
-  if (f.threads < 0) return flags.UsageError(absl::StrCat("--threads must be >= 0, got ", f.threads));
-  if (f.tensor_parallel_size < 1) {
-    return flags.UsageError(
-        absl::StrCat("--tensor-parallel-size must be >= 1, got ", f.tensor_parallel_size));
-  }
-  if (f.kv_cache_mib < 1) {
-    return flags.UsageError(absl::StrCat("--kv-cache-mib must be >= 1, got ", f.kv_cache_mib));
-  }
-  if (!(f.gpu_memory_utilization > 0 && f.gpu_memory_utilization <= 1)) {
-    return flags.UsageError(absl::StrCat("--gpu-memory-utilization must be in (0, 1], got ",
-                                         f.gpu_memory_utilization));
-  }
-  if (f.speculative_ngram_tokens < 0 ||
-      f.speculative_ngram_tokens > engine::kMaxSpeculativeTokens) {
-    return flags.UsageError(absl::StrCat("--speculative-ngram-tokens: must be in [0, ",
-                                         engine::kMaxSpeculativeTokens, "], got ",
-                                         f.speculative_ngram_tokens));
-  }
-  if (f.speculative_ngram_min < 1 || f.speculative_ngram_max < f.speculative_ngram_min) {
-    return flags.UsageError(absl::StrCat(
-        "--speculative-ngram-min/max: need 1 <= min <= max, got min ", f.speculative_ngram_min,
-        ", max ", f.speculative_ngram_max));
-  }
-  if (f.speculative_ngram_tokens > 0 && f.device != "cpu") {
-    return flags.UsageError(absl::StrCat(
-        "--speculative-ngram-tokens: speculative decoding is CPU-only for now, got ",
-        f.speculative_ngram_tokens, " with --device=", f.device));
+  if (std::string e = CheckModelFlags(f.placement); !e.empty()) return flags.UsageError(e);
+  if (std::string e = CheckSpeculativeFlags(f.speculative, f.placement); !e.empty()) {
+    return flags.UsageError(e);
   }
   auto fail = [&](const absl::Status& s) {
     std::fprintf(stderr, "%s: %s\n", flags.program().c_str(), std::string(s.message()).c_str());
@@ -167,15 +132,7 @@ int Run(const Flags& f, const FlagSet& flags) {
 
   ModelLoadOptions load;
   load.model = f.model;
-  load.device = f.device;
-  load.threads = f.threads;
-  load.tensor_parallel_size = f.tensor_parallel_size;
-  load.kv_cache_bytes = static_cast<uint64_t>(f.kv_cache_mib) << 20;
-  load.gpu_memory_utilization = f.gpu_memory_utilization;
-  load.max_model_len = f.max_model_len;
-  load.mmap_weights = f.mmap_weights;
-  load.bf16_dot = f.bf16_dot;
-  load.kv_cache_dtype = *kv_dtype;
+  ApplyModelFlags(f.placement, load);
   load.require_tokenizer = f.prompt_ids.empty();
   absl::StatusOr<LoadedModel> loaded = LoadModel(load);
   if (!loaded.ok()) return fail(loaded.status());
@@ -187,8 +144,7 @@ int Run(const Flags& f, const FlagSet& flags) {
   engine::EngineOptions options;
   options.eos_token_ids = loaded->eos_token_ids;
   options.request_log = engine::RequestLogFormat::kOff;
-  options.num_speculative_tokens = f.speculative_ngram_tokens;
-  options.ngram = {.min_n = f.speculative_ngram_min, .max_n = f.speculative_ngram_max};
+  ApplySpeculativeFlags(f.speculative, f.placement, options);
   absl::StatusOr<std::unique_ptr<engine::OfflineEngine>> llm =
       engine::OfflineEngine::Create(options, std::move(loaded->executor), tok);
   if (!llm.ok()) return fail(llm.status());
@@ -283,26 +239,9 @@ int main(int argc, char** argv) {
   flags.Section("Model");
   flags.Add("model", &f.model, "DIR|demo|random",
             "Model directory (config.json, safetensors, tokenizer.json), or a built-in model");
-  flags.Add("device", &f.device, "cpu|cuda|cuda:N",
-            "What the model runs on: the CPU backend, or a GPU (builds with --config=cuda)");
-  flags.Add("threads", &f.threads, "N",
-            "CPU compute threads per tensor-parallel rank; 0 = one per CPU, shared by the ranks");
-  flags.Add("tensor-parallel-size", &f.tensor_parallel_size, "N",
-            "Shard the model across N ranks (Megatron style; CPU only for now, docs/parallel.md)");
-  flags.Add("kv-cache-mib", &f.kv_cache_mib, "MIB", "Memory for the paged KV cache (CPU)");
-  flags.Add("gpu-memory-utilization", &f.gpu_memory_utilization, "FRACTION",
-            "GPU: the share of the device's memory to use; the KV cache gets what the weights "
-            "leave of it");
-  flags.Add("max-model-len", &f.max_model_len, "N",
-            "Longest prompt plus output; 0 = the model's context length");
-  flags.Add("mmap-weights", &f.mmap_weights,
-            "Map the checkpoint instead of loading it into anonymous memory");
-  flags.Add("kv-cache-dtype", &f.kv_cache_dtype, "TYPE",
-            "KV cache element type (auto: BF16 for BF16 checkpoints, else F32)")
-      .Choices({"auto", "f32", "bf16"});
-  flags.Add("bf16-dot", &f.bf16_dot,
-            "BF16 checkpoints: bf16 dot products (activations rounded to bf16); "
-            "--no-bf16-dot multiplies exactly");
+  DeclareModelFlags(flags, f.placement);
+  flags.Section("Speculative decoding");
+  DeclareSpeculativeFlags(flags, f.speculative);
   flags.Section("Request");
   flags.Add("prompt", &f.prompt, "TEXT", "Prompt text (needs tokenizer.json)");
   flags.Add("prompt-ids", &f.prompt_ids, "IDS", "Prompt token ids, comma separated");
@@ -320,12 +259,6 @@ int main(int argc, char** argv) {
             "Report each token's logprob and N alternatives; -1 = off");
   flags.Add("ignore-eos", &f.ignore_eos, "Keep generating after an EOS token");
   flags.Section("Output");
-  flags.Add("speculative-ngram-tokens", &f.speculative_ngram_tokens, "K",
-            "Speculative decoding by prompt lookup: draft tokens per decode step; 0 = off");
-  flags.Add("speculative-ngram-max", &f.speculative_ngram_max, "N",
-            "Longest suffix of the context looked up for drafts");
-  flags.Add("speculative-ngram-min", &f.speculative_ngram_min, "N",
-            "Shortest suffix of the context looked up for drafts");
   flags.Add("json", &f.json, "Print one JSON object (ids, text, logprobs, timing)");
   flags.Add("logits-out", &f.logits_out, "FILE",
             "Write every prompt position's logits as JSON lines");

@@ -25,7 +25,7 @@
 #include "server/http/http_server.h"
 #include "server/kestrel_service.h"
 #include "server/metrics_exposer.h"
-#include "kernels/backends.h"
+#include "server/model_flags.h"
 #include "server/model_loader.h"
 #include "server/server.h"
 #include "server/shutdown_signals.h"
@@ -54,15 +54,7 @@ struct Flags {
 
   std::string model = "demo";
   std::string model_name;
-  std::string device = "cpu";
-  int32_t threads = 0;
-  int32_t tensor_parallel_size = 1;
-  int64_t kv_cache_mib = 256;
-  double gpu_memory_utilization = 0.9;
-  int32_t max_model_len = 0;
-  bool mmap_weights = false;
-  bool bf16_dot = true;
-  std::string kv_cache_dtype = "auto";
+  ModelFlags placement;
   std::string generation_config = "auto";
 
   int32_t max_num_batched_tokens = 2048;
@@ -70,9 +62,7 @@ struct Flags {
   int32_t max_queued_requests = 1024;
   bool enable_prefix_caching = true;
   std::string scheduling_policy = "priority";
-  int32_t speculative_ngram_tokens = 0;
-  int32_t speculative_ngram_max = 4;
-  int32_t speculative_ngram_min = 1;
+  SpeculativeFlags speculative;
 
   std::string tls_cert_file;
   std::string tls_key_file;
@@ -120,26 +110,7 @@ void DeclareFlags(FlagSet& flags, Flags& f) {
             "stories (llama2.c, MIT); random: a built-in random-weight Llama (nonsense, for tests)");
   flags.Add("model-name", &f.model_name, "NAME", "Name reported to clients and in metrics")
       .DefaultText("the model's");
-  flags.Add("device", &f.device, "cpu|cuda|cuda:N",
-            "What the model runs on: the CPU backend, or a GPU (builds with --config=cuda)");
-  flags.Add("threads", &f.threads, "N",
-            "CPU compute threads per tensor-parallel rank; 0 = one per CPU, shared by the ranks");
-  flags.Add("tensor-parallel-size", &f.tensor_parallel_size, "N",
-            "Shard the model across N ranks (Megatron style; CPU only for now, docs/parallel.md)");
-  flags.Add("kv-cache-mib", &f.kv_cache_mib, "MIB", "Memory for the paged KV cache (CPU)");
-  flags.Add("gpu-memory-utilization", &f.gpu_memory_utilization, "FRACTION",
-            "GPU: the share of the device's memory the server may use; the KV cache gets what "
-            "the weights leave of it");
-  flags.Add("max-model-len", &f.max_model_len, "TOKENS",
-            "Longest prompt plus output; 0 = the model's context length");
-  flags.Add("mmap-weights", &f.mmap_weights,
-            "Map the checkpoint instead of loading it into anonymous memory (faster start, slower "
-            "decode)");
-  flags.Add("bf16-dot", &f.bf16_dot,
-            "BF16 checkpoints: bf16 dot products (about 1.6x faster prefill); --no-bf16-dot "
-            "widens weights to F32 and multiplies exactly");
-  flags.Add("kv-cache-dtype", &f.kv_cache_dtype, "auto|f32|bf16",
-            "KV cache element type; auto = BF16 for BF16 checkpoints, else F32");
+  DeclareModelFlags(flags, f.placement);
   flags.Add("generation-config", &f.generation_config, "",
             "auto: the sampling fields a request leaves unset take the model's "
             "generation_config.json defaults (temperature, top_k, top_p, min_p, "
@@ -157,13 +128,7 @@ void DeclareFlags(FlagSet& flags, Flags& f) {
             "Reuse KV blocks of shared prompt prefixes");
   flags.Add("scheduling-policy", &f.scheduling_policy, "", "Which waiting request runs first")
       .Choices({"fcfs", "priority"});
-  flags.Add("speculative-ngram-tokens", &f.speculative_ngram_tokens, "K",
-            "Speculative decoding by prompt lookup: draft tokens each decode verifies, for "
-            "requests that do not set num_speculative_tokens; 0 = off (CPU only)");
-  flags.Add("speculative-ngram-max", &f.speculative_ngram_max, "N",
-            "Longest suffix of the context looked up for drafts");
-  flags.Add("speculative-ngram-min", &f.speculative_ngram_min, "N",
-            "Shortest suffix of the context looked up for drafts");
+  DeclareSpeculativeFlags(flags, f.speculative);
 
   flags.Section("Security (docs/security.md)");
   flags.Add("tls-cert-file", &f.tls_cert_file, "PEM",
@@ -183,48 +148,20 @@ std::string CheckFlags(const Flags& f) {
                         : absl::StrCat("--", name, ": must be >= ", min, ", got ", value);
   };
   for (const std::string& error : {
-           at_least("threads", f.threads, 0),
-           at_least("tensor-parallel-size", f.tensor_parallel_size, 1),
-           at_least("kv-cache-mib", f.kv_cache_mib, 1),
-           at_least("max-model-len", f.max_model_len, 0),
            at_least("max-request-bytes", f.max_request_bytes, 1),
            at_least("max-stream-buffer-events", f.max_stream_buffer_events, 1),
            at_least("http-max-body-bytes", f.http_max_body_bytes, 1),
            at_least("max-num-batched-tokens", f.max_num_batched_tokens, 1),
            at_least("max-num-seqs", f.max_num_seqs, 1),
            at_least("max-queued-requests", f.max_queued_requests, 0),
-           at_least("speculative-ngram-tokens", f.speculative_ngram_tokens, 0),
-           at_least("speculative-ngram-min", f.speculative_ngram_min, 1),
        }) {
     if (!error.empty()) return error;
   }
   if (f.drain_timeout < absl::ZeroDuration()) {
     return absl::StrCat("--drain-timeout: must be >= 0, got ", absl::FormatDuration(f.drain_timeout));
   }
-  if (!model::ParseKvCacheDType(f.kv_cache_dtype).ok()) {
-    return absl::StrCat("--kv-cache-dtype: expected auto, f32 or bf16, got \"", f.kv_cache_dtype,
-                        "\"");
-  }
-  if (!kernels::ValidateDeviceName(f.device).ok()) {
-    return absl::StrCat("--device: expected cpu, cuda or cuda:N, got \"", f.device, "\"");
-  }
-  if (f.speculative_ngram_tokens > engine::kMaxSpeculativeTokens) {
-    return absl::StrCat("--speculative-ngram-tokens: must be <= ", engine::kMaxSpeculativeTokens,
-                        ", got ", f.speculative_ngram_tokens);
-  }
-  if (f.speculative_ngram_max < f.speculative_ngram_min) {
-    return absl::StrCat("--speculative-ngram-max: must be >= --speculative-ngram-min (",
-                        f.speculative_ngram_min, "), got ", f.speculative_ngram_max);
-  }
-  if (f.speculative_ngram_tokens > 0 && f.device != "cpu") {
-    // kernels/cuda/sampling.cu does not verify draft tokens yet.
-    return absl::StrCat("--speculative-ngram-tokens: speculative decoding is CPU-only for now, "
-                        "got ", f.speculative_ngram_tokens, " with --device=", f.device);
-  }
-  if (!(f.gpu_memory_utilization > 0 && f.gpu_memory_utilization <= 1)) {
-    return absl::StrCat("--gpu-memory-utilization: must be in (0, 1], got ",
-                        f.gpu_memory_utilization);
-  }
+  if (std::string e = CheckModelFlags(f.placement); !e.empty()) return e;
+  if (std::string e = CheckSpeculativeFlags(f.speculative, f.placement); !e.empty()) return e;
   return "";
 }
 
@@ -305,7 +242,6 @@ engine::RequestLogFormat RequestLogFormatFor(const std::string& value) {
 // REQUIRES: CheckFlags(f) is empty.
 int Run(const Flags& f) {
   spdlog::set_level(spdlog::level::from_str(f.log_level));
-  const model::KvCacheDType kv_dtype = *model::ParseKvCacheDType(f.kv_cache_dtype);
   const std::string& policy = f.scheduling_policy;
 
   // Before any thread starts, so only the watcher sees the signals.
@@ -314,15 +250,7 @@ int Run(const Flags& f) {
   ModelLoadOptions load;
   load.model = f.model;
   load.model_name = f.model_name;
-  load.device = f.device;
-  load.threads = f.threads;
-  load.tensor_parallel_size = f.tensor_parallel_size;
-  load.kv_cache_bytes = static_cast<uint64_t>(f.kv_cache_mib) << 20;
-  load.gpu_memory_utilization = f.gpu_memory_utilization;
-  load.max_model_len = f.max_model_len;
-  load.mmap_weights = f.mmap_weights;
-  load.bf16_dot = f.bf16_dot;
-  load.kv_cache_dtype = kv_dtype;
+  ApplyModelFlags(f.placement, load);
   load.use_generation_config_defaults = f.generation_config == "auto";
   const absl::Time load_start = absl::Now();
   absl::StatusOr<LoadedModel> model = LoadModel(load);
@@ -330,9 +258,11 @@ int Run(const Flags& f) {
     spdlog::error("cannot load --model={}: {}", load.model, model.status().ToString());
     return 1;
   }
-  spdlog::info("loaded model {} ({}, {} parameters, {}, context {}, {} KV cache) on {} in {}",
+  spdlog::info("loaded model {} ({}, {} parameters, {}{}, context {}, {} KV cache) on {} in {}",
                model->info.name(), model->info.architecture(), model->info.num_parameters(),
-               model->info.dtype(), model->info.context_length(), model->kv_cache_dtype,
+               model->info.dtype(),
+               model->quantization == "none" ? "" : ", linear weights " + model->quantization,
+               model->info.context_length(), model->kv_cache_dtype,
                model->backend, absl::FormatDuration(absl::Now() - load_start));
   if (load.model == "demo") {
     spdlog::info("the demo model is stories260K by Andrej Karpathy (llama2.c, MIT licence, "
@@ -369,9 +299,7 @@ int Run(const Flags& f) {
   engine_options.policy = policy == "fcfs" ? scheduler::SchedulingPolicy::kFcfs
                                            : scheduler::SchedulingPolicy::kPriority;
   engine_options.eos_token_ids = model->eos_token_ids;
-  engine_options.num_speculative_tokens = f.speculative_ngram_tokens;
-  engine_options.ngram = {.min_n = f.speculative_ngram_min, .max_n = f.speculative_ngram_max};
-  engine_options.speculative_supported = f.device == "cpu";
+  ApplySpeculativeFlags(f.speculative, f.placement, engine_options);
   engine_options.request_log = RequestLogFormatFor(f.request_log);
   absl::StatusOr<std::unique_ptr<engine::Engine>> engine = engine::Engine::Create(
       engine_options, std::move(model->executor), model->tokenizer.get(), &metrics);
@@ -389,17 +317,18 @@ int Run(const Flags& f) {
   service_options.config = {
       {"model", load.model},
       {"max_model_len", std::to_string((*engine)->max_model_len())},
-      {"kv_cache_mib", std::to_string(f.kv_cache_mib)},
+      {"kv_cache_mib", std::to_string(f.placement.kv_cache_mib)},
       {"kv_cache_dtype", model->kv_cache_dtype},
-      {"device", f.device},
-      {"tensor_parallel_size", std::to_string(f.tensor_parallel_size)},
+      {"quantization", model->quantization},
+      {"device", f.placement.device},
+      {"tensor_parallel_size", std::to_string(f.placement.tensor_parallel_size)},
       {"backend", model->backend},
       {"max_num_batched_tokens", std::to_string(engine_options.max_num_batched_tokens)},
       {"max_num_seqs", std::to_string(engine_options.max_num_seqs)},
       {"max_queued_requests", std::to_string(engine_options.max_queued_requests)},
       {"enable_prefix_caching", engine_options.enable_prefix_caching ? "true" : "false"},
       {"scheduling_policy", policy},
-      {"speculative_ngram_tokens", std::to_string(f.speculative_ngram_tokens)},
+      {"speculative_ngram_tokens", std::to_string(f.speculative.ngram_tokens)},
       {"tls", f.tls_cert_file.empty() ? "off" : "on"},
       {"api_keys", f.api_keys_file.empty() ? "off" : "on"},
       {"http_listen", f.http_listen.empty() ? "off" : f.http_listen},

@@ -19,7 +19,8 @@ namespace fs = std::filesystem;
 int64_t CountParameters(const model::ModelWeights& weights) {
   auto matrix = [](const model::Matrix& m) { return m.rows * m.cols; };
   int64_t total = matrix(weights.embed_tokens()) + static_cast<int64_t>(weights.final_norm().size());
-  if (weights.lm_head().data != weights.embed_tokens().data) total += matrix(weights.lm_head());
+  // A tied lm_head is the embedding (its int8 copy, when quantized).
+  if (!weights.config().tie_word_embeddings) total += matrix(weights.lm_head());
   for (const model::LayerWeights& l : weights.layers()) {
     total += matrix(l.q_proj) + matrix(l.k_proj) + matrix(l.v_proj) + matrix(l.o_proj) +
              matrix(l.gate_proj) + matrix(l.up_proj) + matrix(l.down_proj);
@@ -53,7 +54,7 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelLoadOptions& options) {
   model::GenerationConfig generation;
   if (model::IsBuiltinModel(options.model)) {
     // Built in (model/builtin_models.h): loaded from memory, no files.
-    ASSIGN_OR_RETURN(model::BuiltinModel builtin, model::LoadBuiltinModel(options.model));
+    ASSIGN_OR_RETURN(model::BuiltinModel builtin, model::LoadBuiltinModel(options.model, options.quantization));
     weights = std::move(builtin.weights);
     loaded.tokenizer = std::move(builtin.tokenizer);
     if (name.empty()) name = builtin.name;
@@ -73,7 +74,8 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelLoadOptions& options) {
     }
     ASSIGN_OR_RETURN(const model::ModelConfig config, model::ModelConfig::LoadFromDir(dir));
     ASSIGN_OR_RETURN(generation, model::GenerationConfig::LoadFromDir(dir, config.vocab_size));
-    ASSIGN_OR_RETURN(weights, model::ModelWeights::Load({.dir = dir, .storage = storage}));
+    ASSIGN_OR_RETURN(weights, model::ModelWeights::Load(
+                                  {.dir = dir, .storage = storage, .quantization = options.quantization}));
     if (options.require_tokenizer || fs::exists(dir / "tokenizer.json")) {
       absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
           tokenizer::Tokenizer::LoadFromDirectory(dir.string(), {});
@@ -129,6 +131,8 @@ absl::StatusOr<LoadedModel> LoadModel(const ModelLoadOptions& options) {
   info.set_architecture(std::string(model::ModelTypeName(config.model_type)));
   info.set_vocab_size(static_cast<int32_t>(config.vocab_size));
   info.set_dtype(kernels::DTypeName(runner.weights().embed_tokens().dtype));
+  loaded.quantization = model::QuantizationName(runner.weights().quantization());
+  info.set_quantization(loaded.quantization);
   if (!config.bos_token_ids.empty()) {
     info.set_bos_token_id(static_cast<int32_t>(config.bos_token_ids[0]));
   } else if (loaded.tokenizer != nullptr && loaded.tokenizer->config().bos_id.has_value()) {

@@ -51,6 +51,8 @@ struct ModelLoadOptions {
   bool bf16_dot = true;
   // KV cache element type (auto: BF16 for BF16 checkpoints, else F32).
   model::KvCacheDType kv_cache_dtype = model::KvCacheDType::kAuto;
+  // kInt8: quantize the linear weights at load (model/weights.h). CPU only.
+  model::Quantization quantization = model::Quantization::kNone;
   // A directory without tokenizer.json is an error; false loads the model
   // without one (token ids only: kestrel-generate --prompt-ids).
   bool require_tokenizer = true;
@@ -76,6 +78,9 @@ struct LoadedModel {
   std::string sampling_defaults_source = "none";
   // The KV cache's element type once "auto" is resolved ("F32" or "BF16").
   std::string kv_cache_dtype;
+  // How the linear weights are held: "none" (the checkpoint's dtype) or
+  // "int8" (also ModelInfo.quantization).
+  std::string quantization;
   // What the model runs on: "cpu (avx512, 2 threads)", "cuda:0 (NVIDIA H200, ...)".
   std::string backend;
   // Matrix bytes one decode step reads (the memory-bandwidth bound).

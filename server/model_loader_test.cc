@@ -14,14 +14,15 @@
 namespace kestrel::server {
 namespace {
 
-std::filesystem::path TinyModel(const std::string& name) {
+std::filesystem::path TinyModel(const std::string& name,
+                                kernels::DType dtype = kernels::DType::kF32) {
   const auto dir = std::filesystem::temp_directory_path() / ("kestrel_model_loader_test_" + name);
   std::filesystem::remove_all(dir);
-  auto config = model::SyntheticPresetConfig("tiny", kernels::DType::kF32);
+  auto config = model::SyntheticPresetConfig("tiny", dtype);
   REQUIRE(config.ok());
   REQUIRE(model::WriteSyntheticCheckpoint({.dir = dir,
                                            .config_json = *config,
-                                           .dtype = kernels::DType::kF32,
+                                           .dtype = dtype,
                                            .seed = 1,
                                            .max_shard_bytes = 2ull << 30,
                                            .write_tokenizer = true})
@@ -59,6 +60,33 @@ TEST_CASE("--tensor-parallel-size shards the model, or says which dimension does
   options.tensor_parallel_size = 2;
   options.device = "cuda";
   CHECK(LoadModel(options).status().code() == absl::StatusCode::kUnimplemented);
+}
+
+TEST_CASE("quantization = int8: int8 linear weights, the checkpoint's dtype elsewhere") {
+  const auto dir = TinyModel("int8", kernels::DType::kBF16);
+  ModelLoadOptions options = Options(dir);
+  absl::StatusOr<LoadedModel> plain = LoadModel(options);
+  REQUIRE(plain.ok());
+  CHECK(plain->quantization == "none");
+  CHECK(plain->info.quantization() == "none");
+  options.quantization = model::Quantization::kInt8;
+  absl::StatusOr<LoadedModel> int8 = LoadModel(options);
+  INFO(int8.status().ToString());
+  REQUIRE(int8.ok());
+  CHECK(int8->quantization == "int8");
+  CHECK(int8->info.quantization() == "int8");
+  CHECK(int8->info.dtype() == "BF16");
+  // kv_cache_dtype auto follows the checkpoint, not the int8 matrices.
+  CHECK(int8->kv_cache_dtype == "BF16");
+  CHECK(int8->info.num_parameters() == plain->info.num_parameters());
+  // Half the bytes per decoded token, plus the scales.
+  CHECK(int8->weight_bytes_per_token < plain->weight_bytes_per_token * 6 / 10);
+  // The built-in models take it too.
+  options.model = "demo";
+  absl::StatusOr<LoadedModel> demo = LoadModel(options);
+  REQUIRE(demo.ok());
+  CHECK(demo->quantization == "int8");
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("generation_config.json: stop ids and sampling defaults") {
