@@ -51,6 +51,14 @@ bool IsaSupported(Isa isa) {
   return false;
 }
 
+std::vector<Isa> SupportedIsas() {
+  std::vector<Isa> out;
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    if (IsaSupported(isa)) out.push_back(isa);
+  }
+  return out;
+}
+
 Isa BestIsa() {
   static const Isa best = IsaSupported(Isa::kAvx512) ? Isa::kAvx512
                           : IsaSupported(Isa::kAvx2) ? Isa::kAvx2

@@ -6,6 +6,7 @@
 #define KESTREL_KERNELS_CPU_CPU_FEATURES_H_
 
 #include <string_view>
+#include <vector>
 
 namespace kestrel::kernels::cpu {
 
@@ -38,6 +39,10 @@ Isa BestIsa();
 
 // True if this CPU can run `isa` (kAuto and kScalar always).
 bool IsaSupported(Isa isa);
+
+// Every concrete variant this CPU runs, scalar first (for tests and
+// benchmarks that cover each kernel variant).
+std::vector<Isa> SupportedIsas();
 
 // `isa` itself, or BestIsa() for kAuto.
 Isa ResolveIsa(Isa isa);

@@ -23,14 +23,6 @@ namespace {
 using testing::CompareClose;
 using testing::RandomVector;
 
-std::vector<Isa> SupportedIsas() {
-  std::vector<Isa> out;
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
-    if (IsaSupported(isa)) out.push_back(isa);
-  }
-  return out;
-}
-
 // Int8 weights [n, ldw] with per-row scales, quantized from random floats.
 struct I8Weights {
   std::vector<int8_t> q;

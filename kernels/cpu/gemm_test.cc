@@ -23,14 +23,6 @@ namespace {
 using testing::CompareClose;
 using testing::RandomVector;
 
-std::vector<Isa> SupportedIsas() {
-  std::vector<Isa> out;
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
-    if (IsaSupported(isa)) out.push_back(isa);
-  }
-  return out;
-}
-
 // Weights of `dtype` holding the values of `f` (already rounded for 16-bit
 // types, so the reference and the kernel see identical weights).
 struct Weights {
