@@ -474,6 +474,7 @@ EngineCore::StepStats EngineCore::Step(absl::Time now) {
     for (const scheduler::ScheduledSequence& seq : step_.scheduled) {
       sample.spec_decode_steps += seq.num_draft_tokens > 0;
     }
+    sample.spec_tokens_per_sequence = spec_tokens_;
     sample.rank_step_times = output_.rank_step_times;
     metrics_->RecordStep(sample);
   }
@@ -631,6 +632,8 @@ void EngineCore::Detokenize(absl::Time now, StepStats* stats) {
   // The sequence whose run of draft rows has ended; its later rows are
   // dropped (seq ids start at 1).
   scheduler::SequenceId run_over = 0;
+  spec_tokens_.clear();
+  scheduler::SequenceId counting = 0;  // the sequence spec_tokens_.back() counts
   for (size_t i = 0; i < draws_.size(); ++i) {
     const Draw& draw = draws_[i];
     if (draw.speculative) {
@@ -665,6 +668,11 @@ void EngineCore::Detokenize(absl::Time now, StepStats* stats) {
         sample.stops->Process(*delta, /*allow_stop=*/sample.num_tokens >= p.min_tokens);
     if (draw.speculative) {
       if (token.token == draw.draft) ++stats->accepted_draft_tokens;
+      if (draw.seq_id != counting) {
+        spec_tokens_.push_back(0);
+        counting = draw.seq_id;
+      }
+      ++spec_tokens_.back();
       // Cut the run exactly where plain decoding would have stopped.
       if (text.stop.has_value() || EndsSample(active, sample, token.token)) {
         run_over = draw.seq_id;

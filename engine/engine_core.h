@@ -223,6 +223,8 @@ class EngineCore {
   std::vector<int32_t> return_logits_;  // indices in step_.scheduled
   ExecuteOutput output_;
   std::vector<scheduler::SampledToken> sampled_;
+  // Tokens each sequence that verified drafts emitted (metrics).
+  std::vector<int> spec_tokens_;
 };
 
 }  // namespace kestrel::engine

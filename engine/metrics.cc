@@ -12,6 +12,7 @@
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
+#include "scheduler/request.h"
 
 namespace kestrel::engine {
 namespace {
@@ -48,6 +49,17 @@ const Histogram::BucketBoundaries& LatencyBuckets() {
 // doubling (16 buckets), the range of context lengths we serve.
 const Histogram::BucketBoundaries& TokenBuckets() {
   static const auto* const kBuckets = new Histogram::BucketBoundaries(ExponentialBuckets(1, 2, 16));
+  return *kBuckets;
+}
+
+// Tokens one sequence emits in a step that verifies drafts: 1 .. the most
+// drafts plus the token after them, one bucket each.
+const Histogram::BucketBoundaries& SpecTokenBuckets() {
+  static const auto* const kBuckets = [] {
+    auto* bounds = new Histogram::BucketBoundaries;
+    for (int n = 1; n <= scheduler::kMaxSpeculativeTokens + 1; ++n) bounds->push_back(n);
+    return bounds;
+  }();
   return *kBuckets;
 }
 
@@ -168,6 +180,12 @@ struct EngineMetrics::Families {
                           .Help("Draft tokens accepted (emitted as output).")
                           .Register(registry)
                           .Add(labels)),
+        spec_tokens_per_step(prometheus::BuildHistogram()
+                                 .Name("kestrel_spec_decode_tokens_per_step")
+                                 .Help("Tokens one sequence emitted in a decode that verified "
+                                       "drafts (1 + accepted drafts).")
+                                 .Register(registry)
+                                 .Add(labels, SpecTokenBuckets())),
         steps(prometheus::BuildCounter()
                   .Name("kestrel_steps_total")
                   .Help("Engine steps executed.")
@@ -248,6 +266,7 @@ struct EngineMetrics::Families {
   Counter& spec_steps;
   Counter& spec_draft;
   Counter& spec_accepted;
+  Histogram& spec_tokens_per_step;
   Counter& steps;
   Histogram& step_duration;
   Family<Histogram>& rank_step_duration;  // series per rank, added when seen
@@ -285,6 +304,7 @@ void EngineMetrics::RecordStep(const StepSample& step) {
   f.spec_steps.Increment(std::max(step.spec_decode_steps, 0));
   f.spec_draft.Increment(std::max(step.spec_draft_tokens, 0));
   f.spec_accepted.Increment(std::max(step.spec_accepted_tokens, 0));
+  for (int n : step.spec_tokens_per_sequence) f.spec_tokens_per_step.Observe(n);
 }
 
 void EngineMetrics::RecordLoad(const LoadSample& load) {

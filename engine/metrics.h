@@ -41,6 +41,9 @@ struct StepSample {
   int spec_decode_steps = 0;
   int spec_draft_tokens = 0;
   int spec_accepted_tokens = 0;
+  // [i]: tokens the i-th of those sequences emitted this step (1 + its
+  // accepted drafts, cut where a stop ends it). Not owned; may be empty.
+  std::span<const int> spec_tokens_per_sequence = {};
   // [rank] with tensor parallelism: each rank's time in the model step.
   // Not owned; may be empty.
   std::span<const absl::Duration> rank_step_times = {};

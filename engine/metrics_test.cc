@@ -155,6 +155,7 @@ TEST_CASE("every series is exported with HELP and TYPE from the start") {
       {"kestrel_spec_decode_steps_total", "counter"},
       {"kestrel_spec_decode_draft_tokens_total", "counter"},
       {"kestrel_spec_decode_accepted_tokens_total", "counter"},
+      {"kestrel_spec_decode_tokens_per_step", "histogram"},
       {"kestrel_steps_total", "counter"},
       {"kestrel_step_duration_seconds", "histogram"},
       {"kestrel_step_batch_size", "histogram"},
@@ -312,6 +313,8 @@ TEST_CASE("RecordStep: step counters and per-step histograms") {
   step.spec_decode_steps = 2;
   step.spec_draft_tokens = 8;
   step.spec_accepted_tokens = 5;
+  const std::vector<int> spec_tokens = {4, 3};  // 2 + 3 accepted, + 1 each
+  step.spec_tokens_per_sequence = spec_tokens;
   metrics.RecordStep(step);
   step = StepSample{};
   step.duration = absl::Microseconds(200);
@@ -327,6 +330,12 @@ TEST_CASE("RecordStep: step counters and per-step histograms") {
   CHECK(e.Value("kestrel_spec_decode_steps_total", kModel) == 2);
   CHECK(e.Value("kestrel_spec_decode_draft_tokens_total", kModel) == 8);
   CHECK(e.Value("kestrel_spec_decode_accepted_tokens_total", kModel) == 5);
+  const std::string spec_tokens_name = "kestrel_spec_decode_tokens_per_step";
+  CHECK(e.Value(spec_tokens_name + "_bucket", Bucket("2")) == 0);
+  CHECK(e.Value(spec_tokens_name + "_bucket", Bucket("3")) == 1);
+  CHECK(e.Value(spec_tokens_name + "_bucket", Bucket("4")) == 2);
+  CHECK(e.Value(spec_tokens_name + "_bucket", Bucket("17")) == 2);
+  CHECK(e.Value(spec_tokens_name + "_sum", kModel) == 7);
   const std::string duration = "kestrel_step_duration_seconds";
   CHECK(e.Value(duration + "_bucket", Bucket("0.001")) == 1);
   CHECK(e.Value(duration + "_bucket", Bucket("0.128")) == 1);

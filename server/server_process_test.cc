@@ -4,6 +4,7 @@
 #include <csignal>
 #include <fstream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <tuple>
 
@@ -302,6 +303,60 @@ TEST_CASE("kestrel-server --quantization=int8 reports it and serves the F32 mode
   // Int8 rounding can change a near-tie later on; the story starts the same.
   CHECK(std::vector<int32_t>(int8_tokens.begin(), int8_tokens.begin() + 8) ==
         std::vector<int32_t>(f32_tokens.begin(), f32_tokens.begin() + 8));
+}
+
+// Sum of every sample of `name` (a counter, or a histogram's _sum/_count)
+// in a /metrics text.
+double MetricSum(const std::string& metrics, const std::string& name) {
+  double total = 0;
+  std::istringstream lines(metrics);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind(name + "{", 0) == 0 || line.rfind(name + " ", 0) == 0) {
+      total += std::stod(line.substr(line.rfind(' ') + 1));
+    }
+  }
+  return total;
+}
+
+TEST_CASE("kestrel-server --speculative-ngram-tokens: plain greedy tokens, drafts in /metrics") {
+  kestrel::v1::GenerateRequest request;
+  request.set_text("Once upon a time");
+  request.mutable_sampling()->set_temperature(0);
+  request.mutable_stopping()->set_max_tokens(64);
+  request.mutable_stopping()->set_ignore_eos(true);
+  auto tokens_and_metrics = [&](const std::vector<std::string>& args) {
+    TestServer server = StartDemo(args);
+    auto stub = kestrel::v1::Kestrel::NewStub(server.Channel());
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + 30s);
+    kestrel::v1::CompleteResponse response;
+    REQUIRE(stub->Complete(&context, request, &response).ok());
+    REQUIRE(response.completions_size() == 1);
+    const auto& ids = response.completions(0).token_ids();
+    return std::make_pair(std::vector<int32_t>(ids.begin(), ids.end()), server.ScrapeMetrics());
+  };
+  const auto [plain, plain_metrics] = tokens_and_metrics({"--threads=1"});
+  const auto [spec, metrics] =
+      tokens_and_metrics({"--threads=1", "--speculative-ngram-tokens=4"});
+  CHECK(plain.size() == 64);
+  CHECK(spec == plain);
+  CHECK(MetricSum(plain_metrics, "kestrel_spec_decode_steps_total") == 0);
+  // The demo model's stories repeat themselves: drafts are found and some
+  // accepted. Each verifying decode emits 1 + its accepted drafts, except a
+  // run that max_tokens cuts after an accepted draft (at most one here).
+  const double steps = MetricSum(metrics, "kestrel_spec_decode_steps_total");
+  const double drafts = MetricSum(metrics, "kestrel_spec_decode_draft_tokens_total");
+  const double accepted = MetricSum(metrics, "kestrel_spec_decode_accepted_tokens_total");
+  CHECK(steps > 0);
+  CHECK(drafts >= steps);
+  CHECK(accepted > 0);
+  CHECK(accepted <= drafts);
+  const std::string hist = "kestrel_spec_decode_tokens_per_step";
+  CHECK(MetricSum(metrics, hist + "_count") == steps);
+  CHECK(MetricSum(metrics, hist + "_sum") <= steps + accepted);
+  CHECK(MetricSum(metrics, hist + "_sum") >= steps + accepted - 1);
+  CHECK(MetricSum(metrics, hist + "_sum") > steps);
 }
 
 }  // namespace
