@@ -2,6 +2,8 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <set>
 
@@ -22,27 +24,89 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
 // Looks up `name`, checks shape and dtype, and records it as used.
 class Binder {
  public:
-  Binder(const SafetensorsCheckpoint& ckpt) : ckpt_(ckpt) {}
+  // `scale_store` receives the F32 scales of int8 layers (not owned).
+  Binder(const SafetensorsCheckpoint& ckpt, const CheckpointQuantization& quant,
+         std::vector<std::vector<float>>* scale_store)
+      : ckpt_(ckpt), quant_(quant), scale_store_(scale_store) {}
 
-  absl::StatusOr<const LoadedTensor*> Get(const std::string& name,
-                                          const std::vector<int64_t>& shape) {
+  // `name` with shape `shape` (any of `shapes` when given), any dtype.
+  absl::StatusOr<const LoadedTensor*> GetAnyDType(
+      const std::string& name, const std::vector<std::vector<int64_t>>& shapes) {
     const LoadedTensor* t = ckpt_.Find(name);
     if (t == nullptr) {
       return absl::NotFoundError(absl::StrCat("checkpoint is missing tensor \"", name,
-                                              "\" (expected shape ", ShapeString(shape), ")"));
+                                              "\" (expected shape ", ShapeString(shapes[0]),
+                                              ")"));
     }
-    if (t->shape != shape) {
+    if (std::find(shapes.begin(), shapes.end(), t->shape) == shapes.end()) {
       return absl::InvalidArgumentError(absl::StrCat("tensor \"", name, "\" in ", t->file,
                                                      " has shape ", ShapeString(t->shape),
-                                                     ", config.json implies ", ShapeString(shape)));
-    }
-    if (!kernels::IsWeightDType(t->dtype)) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor \"", name, "\" in ", t->file,
-                                                     " has dtype ", kernels::DTypeName(t->dtype),
-                                                     "; weights must be F32, F16 or BF16"));
+                                                     ", config.json implies ",
+                                                     ShapeString(shapes[0])));
     }
     used_.insert(name);
     return t;
+  }
+
+  absl::StatusOr<const LoadedTensor*> Get(const std::string& name,
+                                          const std::vector<int64_t>& shape) {
+    ASSIGN_OR_RETURN(const LoadedTensor* t, GetAnyDType(name, {shape}));
+    if (!kernels::IsWeightDType(t->dtype)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor \"", name, "\" in ", t->file, " has dtype ", kernels::DTypeName(t->dtype),
+          t->dtype == kernels::DType::kI8
+              ? "; I8 weights are only read for linear layers that config.json's "
+                "quantization_config (compressed-tensors) quantizes"
+              : "; weights must be F32, F16 or BF16"));
+    }
+    return t;
+  }
+
+  // The weight of Linear module `module` ("model.layers.0.mlp.up_proj"),
+  // [rows, cols]: in a float dtype, or, when config.json's
+  // quantization_config quantizes the module, I8 with `<module>.weight_scale`
+  // [rows, 1] (any float dtype, converted to F32) and no nonzero
+  // `<module>.weight_zero_point`.
+  absl::StatusOr<Matrix> GetLinear(const std::string& module, int64_t rows, int64_t cols) {
+    const std::string name = module + ".weight";
+    if (!quant_.Quantizes(module)) {
+      const LoadedTensor* t = ckpt_.Find(name);
+      if (t != nullptr && t->dtype == kernels::DType::kI8) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tensor \"", name, "\" in ", t->file, " has dtype I8, but ",
+            quant_.int8 ? "config.json's quantization_config lists module \"" + module +
+                              "\" in ignore (stored unquantized)"
+                        : std::string("config.json has no quantization_config (int8 "
+                                      "checkpoints need compressed-tensors' one)")));
+      }
+      return GetMatrix(name, rows, cols);
+    }
+    ASSIGN_OR_RETURN(const LoadedTensor* t, GetAnyDType(name, {{rows, cols}}));
+    if (t->dtype != kernels::DType::kI8) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor \"", name, "\" in ", t->file, " has dtype ", kernels::DTypeName(t->dtype),
+          ", but config.json's quantization_config (compressed-tensors int8) stores module \"",
+          module, "\" as I8"));
+    }
+    const std::string scale_name = module + ".weight_scale";
+    ASSIGN_OR_RETURN(const LoadedTensor* s, GetAnyDType(scale_name, {{rows, 1}, {rows}}));
+    if (!kernels::IsWeightDType(s->dtype)) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor \"", scale_name, "\" in ", s->file,
+                                                     " has dtype ", kernels::DTypeName(s->dtype),
+                                                     "; scales must be F32, F16 or BF16"));
+    }
+    std::vector<float> scales(static_cast<size_t>(rows));
+    kernels::ConvertToF32(s->data, s->dtype, rows, scales.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      if (!std::isfinite(scales[r])) {
+        return absl::InvalidArgumentError(absl::StrCat("tensor \"", scale_name, "\" in ",
+                                                       s->file, ": row ", r, " has scale ",
+                                                       scales[r]));
+      }
+    }
+    RETURN_IF_ERROR(CheckZeroPoint(module, rows));
+    scale_store_->push_back(std::move(scales));
+    return Matrix{t->data, kernels::DType::kI8, rows, cols, cols, scale_store_->back().data()};
   }
 
   absl::StatusOr<Matrix> GetMatrix(const std::string& name, int64_t rows, int64_t cols) {
@@ -75,7 +139,43 @@ class Binder {
   }
 
  private:
+  // compressed-tensors writes a zero point only for asymmetric schemes (or,
+  // in old versions, zeros for symmetric ones): zeros are accepted, since
+  // W = scale * (q - 0); anything else would be a different scheme.
+  absl::Status CheckZeroPoint(const std::string& module, int64_t rows) {
+    const std::string name = module + ".weight_zero_point";
+    if (ckpt_.Find(name) == nullptr) return absl::OkStatus();
+    ASSIGN_OR_RETURN(const LoadedTensor* z, GetAnyDType(name, {{rows, 1}, {rows}}));
+    for (int64_t r = 0; r < rows; ++r) {
+      double v;
+      switch (z->dtype) {
+        case kernels::DType::kI8: v = static_cast<const int8_t*>(z->data)[r]; break;
+        case kernels::DType::kU8: v = static_cast<const uint8_t*>(z->data)[r]; break;
+        case kernels::DType::kI32: v = static_cast<const int32_t*>(z->data)[r]; break;
+        case kernels::DType::kI64:
+          v = static_cast<double>(static_cast<const int64_t*>(z->data)[r]);
+          break;
+        case kernels::DType::kF32:
+        case kernels::DType::kF16:
+        case kernels::DType::kBF16: v = kernels::LoadAsF32(z->data, z->dtype, r); break;
+        default:
+          return absl::InvalidArgumentError(absl::StrCat("tensor \"", name, "\" in ", z->file,
+                                                         " has dtype ",
+                                                         kernels::DTypeName(z->dtype),
+                                                         "; zero points must be integers"));
+      }
+      if (v != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "tensor \"", name, "\" in ", z->file, ": row ", r, " has zero point ", v,
+            "; only symmetric int8 (zero points all 0) is supported"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
   const SafetensorsCheckpoint& ckpt_;
+  const CheckpointQuantization& quant_;
+  std::vector<std::vector<float>>* scale_store_;  // not owned
   std::set<std::string> used_;
 };
 
@@ -109,10 +209,14 @@ void ModelWeights::QuantizeInt8() {
   for (LayerWeights& l : layers_) {
     for (Matrix* m : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj,
                       &l.down_proj}) {
-      linear.push_back(m);
+      if (m->dtype != kernels::DType::kI8) linear.push_back(m);
     }
   }
-  linear.push_back(&lm_head_);
+  if (lm_head_.dtype != kernels::DType::kI8) linear.push_back(&lm_head_);
+  if (linear.empty()) {  // an int8 checkpoint quantizes everything itself
+    quantization_ = Quantization::kInt8;
+    return;
+  }
   // One allocation: the int8 rows, then the scales, 2 MiB aligned so
   // transparent huge pages can back it (as the checkpoint's own memory).
   constexpr size_t kHugePage = size_t{2} << 20;
@@ -145,7 +249,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Create(
   std::unique_ptr<ModelWeights> w(new ModelWeights());
   w->config_ = config;
   const ModelConfig& c = config;
-  Binder b(*checkpoint);
+  Binder b(*checkpoint, c.quantization, &w->checkpoint_scales_);
   const int64_t h = c.hidden_size;
   ASSIGN_OR_RETURN(w->embed_tokens_, b.GetMatrix("model.embed_tokens.weight", c.vocab_size, h));
   w->layers_.resize(c.num_hidden_layers);
@@ -153,10 +257,10 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Create(
     LayerWeights& l = w->layers_[i];
     const std::string p = absl::StrCat("model.layers.", i, ".");
     ASSIGN_OR_RETURN(l.input_norm, b.GetVec(p + "input_layernorm.weight", h));
-    ASSIGN_OR_RETURN(l.q_proj, b.GetMatrix(p + "self_attn.q_proj.weight", c.q_size(), h));
-    ASSIGN_OR_RETURN(l.k_proj, b.GetMatrix(p + "self_attn.k_proj.weight", c.kv_size(), h));
-    ASSIGN_OR_RETURN(l.v_proj, b.GetMatrix(p + "self_attn.v_proj.weight", c.kv_size(), h));
-    ASSIGN_OR_RETURN(l.o_proj, b.GetMatrix(p + "self_attn.o_proj.weight", h, c.q_size()));
+    ASSIGN_OR_RETURN(l.q_proj, b.GetLinear(p + "self_attn.q_proj", c.q_size(), h));
+    ASSIGN_OR_RETURN(l.k_proj, b.GetLinear(p + "self_attn.k_proj", c.kv_size(), h));
+    ASSIGN_OR_RETURN(l.v_proj, b.GetLinear(p + "self_attn.v_proj", c.kv_size(), h));
+    ASSIGN_OR_RETURN(l.o_proj, b.GetLinear(p + "self_attn.o_proj", h, c.q_size()));
     if (c.qkv_bias) {
       ASSIGN_OR_RETURN(l.q_bias, b.GetVec(p + "self_attn.q_proj.bias", c.q_size()));
       ASSIGN_OR_RETURN(l.k_bias, b.GetVec(p + "self_attn.k_proj.bias", c.kv_size()));
@@ -170,19 +274,24 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Create(
       ASSIGN_OR_RETURN(l.k_norm, b.GetVec(p + "self_attn.k_norm.weight", c.head_dim));
     }
     ASSIGN_OR_RETURN(l.post_attention_norm, b.GetVec(p + "post_attention_layernorm.weight", h));
-    ASSIGN_OR_RETURN(l.gate_proj, b.GetMatrix(p + "mlp.gate_proj.weight", c.intermediate_size, h));
-    ASSIGN_OR_RETURN(l.up_proj, b.GetMatrix(p + "mlp.up_proj.weight", c.intermediate_size, h));
-    ASSIGN_OR_RETURN(l.down_proj, b.GetMatrix(p + "mlp.down_proj.weight", h, c.intermediate_size));
+    ASSIGN_OR_RETURN(l.gate_proj, b.GetLinear(p + "mlp.gate_proj", c.intermediate_size, h));
+    ASSIGN_OR_RETURN(l.up_proj, b.GetLinear(p + "mlp.up_proj", c.intermediate_size, h));
+    ASSIGN_OR_RETURN(l.down_proj, b.GetLinear(p + "mlp.down_proj", h, c.intermediate_size));
   }
   ASSIGN_OR_RETURN(w->final_norm_, b.GetVec("model.norm.weight", h));
   if (c.tie_word_embeddings) {
     w->lm_head_ = w->embed_tokens_;
     // Some exports store the tied copy anyway; it is ignored, as in PyTorch.
-    b.MarkUsed("lm_head.weight");
+    for (const char* name : {"lm_head.weight", "lm_head.weight_scale", "lm_head.weight_zero_point"}) {
+      b.MarkUsed(name);
+    }
   } else {
-    ASSIGN_OR_RETURN(w->lm_head_, b.GetMatrix("lm_head.weight", c.vocab_size, h));
+    ASSIGN_OR_RETURN(w->lm_head_, b.GetLinear("lm_head", c.vocab_size, h));
   }
   RETURN_IF_ERROR(b.CheckNoneUnused());
+  // An int8 checkpoint stays int8 whatever `quantization` says (it is not
+  // dequantized); kInt8 also quantizes what it stores unquantized (lm_head).
+  if (!w->checkpoint_scales_.empty()) w->quantization_ = Quantization::kInt8;
   if (quantization == Quantization::kInt8) w->QuantizeInt8();
   w->checkpoint_ = std::move(checkpoint);
   return w;

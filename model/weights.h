@@ -27,7 +27,8 @@ namespace kestrel::model {
 // and neither copies. Points into the checkpoint's memory (or, quantized,
 // into ModelWeights' own int8 copy); not owned.
 //
-// An int8 matrix (dtype kI8, --quantization=int8) has one scale per row
+// An int8 matrix (dtype kI8: --quantization=int8, or a compressed-tensors
+// int8 checkpoint) has one scale per row
 // (output channel): W[r, :] ~= scales[r] * data[r, :]. A row slice takes
 // its rows' scales; a column slice keeps them, and is still exact for the
 // int8 GEMM, which needs nothing else precomputed from the weights
@@ -100,7 +101,10 @@ class ModelWeights {
     SafetensorsCheckpoint::Storage storage = SafetensorsCheckpoint::Storage::kAnonymous;
     // kInt8: quantize the linear weights at load (see Quantization). The
     // checkpoint's originals stay loaded (mmap'd ones are just not touched
-    // again).
+    // again). A checkpoint stored int8 (compressed-tensors, config.json's
+    // quantization_config) loads as int8 whatever this says: kNone keeps
+    // the layers it stores unquantized (usually lm_head) as they are, kInt8
+    // quantizes those at load too. It is never dequantized.
     Quantization quantization = Quantization::kNone;
   };
 
@@ -118,6 +122,7 @@ class ModelWeights {
   // [vocab, hidden]; the embedding matrix itself when tie_word_embeddings.
   const Matrix& lm_head() const { return lm_head_; }
   const SafetensorsCheckpoint& checkpoint() const { return *checkpoint_; }
+  // kInt8 when any linear matrix is int8 (quantized at load or stored so).
   Quantization quantization() const { return quantization_; }
   // Bytes of matrices read per decoded token (all layers + lm_head): the
   // numerator of the memory-bandwidth bound.
@@ -126,8 +131,8 @@ class ModelWeights {
  private:
   ModelWeights() = default;
 
-  // Replaces every linear matrix (not the embedding) by an int8 copy in
-  // quantized_.
+  // Replaces every linear matrix (not the embedding) that is not int8
+  // already by an int8 copy in quantized_.
   void QuantizeInt8();
 
   ModelConfig config_;
@@ -135,6 +140,10 @@ class ModelWeights {
   // The int8 weights and their scales when quantized (huge-page aligned,
   // freed with std::free); the matrices point into them.
   std::unique_ptr<void, void (*)(void*)> quantized_{nullptr, &std::free};
+  // The F32 scales of the int8 layers a compressed-tensors checkpoint
+  // stores (converted from its dtype), one vector per matrix; those
+  // matrices' data stay in the checkpoint.
+  std::vector<std::vector<float>> checkpoint_scales_;
   std::unique_ptr<SafetensorsCheckpoint> checkpoint_;
   Matrix embed_tokens_;
   std::vector<LayerWeights> layers_;
