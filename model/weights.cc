@@ -185,7 +185,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const Options& 
   ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::LoadFromDir(options.dir));
   ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsCheckpoint> ckpt,
                    SafetensorsCheckpoint::Load({.dir = options.dir, .storage = options.storage}));
-  return Create(config, std::move(ckpt), options.quantization);
+  return Create(config, std::move(ckpt), options.quantization, options.release_originals);
 }
 
 absl::StatusOr<Quantization> ParseQuantization(std::string_view name) {
@@ -204,15 +204,30 @@ const char* QuantizationName(Quantization q) {
   return "?";  // unreachable: every enumerator is handled above
 }
 
-void ModelWeights::QuantizeInt8() {
+void ModelWeights::QuantizeInt8(bool release_originals) {
+  // Each matrix to quantize, with the checkpoint tensor it was read from
+  // (none for a tied lm_head: the embedding table is still gathered).
   std::vector<Matrix*> linear;
-  for (LayerWeights& l : layers_) {
-    for (Matrix* m : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj,
-                      &l.down_proj}) {
-      if (m->dtype != kernels::DType::kI8) linear.push_back(m);
+  std::vector<std::string> source;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    LayerWeights& l = layers_[i];
+    const std::string p = absl::StrCat("model.layers.", i, ".");
+    for (auto [m, name] : {std::pair{&l.q_proj, "self_attn.q_proj"},
+                           {&l.k_proj, "self_attn.k_proj"},
+                           {&l.v_proj, "self_attn.v_proj"},
+                           {&l.o_proj, "self_attn.o_proj"},
+                           {&l.gate_proj, "mlp.gate_proj"},
+                           {&l.up_proj, "mlp.up_proj"},
+                           {&l.down_proj, "mlp.down_proj"}}) {
+      if (m->dtype == kernels::DType::kI8) continue;
+      linear.push_back(m);
+      source.push_back(absl::StrCat(p, name, ".weight"));
     }
   }
-  if (lm_head_.dtype != kernels::DType::kI8) linear.push_back(&lm_head_);
+  if (lm_head_.dtype != kernels::DType::kI8) {
+    linear.push_back(&lm_head_);
+    source.push_back(config_.tie_word_embeddings ? "" : "lm_head.weight");
+  }
   if (linear.empty()) {  // an int8 checkpoint quantizes everything itself
     quantization_ = Quantization::kInt8;
     return;
@@ -241,11 +256,19 @@ void ModelWeights::QuantizeInt8() {
     scales += m->rows;
   }
   quantization_ = Quantization::kInt8;
+  // Nothing points at the originals any more (the matrices above were their
+  // only views), so their memory can go: otherwise a BF16 checkpoint
+  // quantized at load keeps 3 bytes per weight resident instead of 1.
+  if (release_originals) {
+    for (const std::string& name : source) {
+      if (!name.empty()) released_bytes_ += checkpoint_->Release(name);
+    }
+  }
 }
 
 absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Create(
     const ModelConfig& config, std::unique_ptr<SafetensorsCheckpoint> checkpoint,
-    Quantization quantization) {
+    Quantization quantization, bool release_originals) {
   std::unique_ptr<ModelWeights> w(new ModelWeights());
   w->config_ = config;
   const ModelConfig& c = config;
@@ -292,8 +315,8 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Create(
   // An int8 checkpoint stays int8 whatever `quantization` says (it is not
   // dequantized); kInt8 also quantizes what it stores unquantized (lm_head).
   if (!w->checkpoint_scales_.empty()) w->quantization_ = Quantization::kInt8;
-  if (quantization == Quantization::kInt8) w->QuantizeInt8();
   w->checkpoint_ = std::move(checkpoint);
+  if (quantization == Quantization::kInt8) w->QuantizeInt8(release_originals);
   return w;
 }
 

@@ -99,13 +99,16 @@ class ModelWeights {
     std::filesystem::path dir = {};
     // How tensor bytes are held (default anonymous huge-page memory).
     SafetensorsCheckpoint::Storage storage = SafetensorsCheckpoint::Storage::kAnonymous;
-    // kInt8: quantize the linear weights at load (see Quantization). The
-    // checkpoint's originals stay loaded (mmap'd ones are just not touched
-    // again). A checkpoint stored int8 (compressed-tensors, config.json's
+    // kInt8: quantize the linear weights at load (see Quantization). A checkpoint stored int8 (compressed-tensors, config.json's
     // quantization_config) loads as int8 whatever this says: kNone keeps
     // the layers it stores unquantized (usually lm_head) as they are, kInt8
     // quantizes those at load too. It is never dequantized.
     Quantization quantization = Quantization::kNone;
+    // After quantizing at load, give the checkpoint's memory of the
+    // replaced matrices back to the OS (SafetensorsCheckpoint::Release;
+    // never the embedding table, which a tied lm_head shares). false keeps
+    // them, for tests that compare against them.
+    bool release_originals = true;
   };
 
   // Loads config.json and the checkpoint from options.dir and checks them.
@@ -113,7 +116,7 @@ class ModelWeights {
   // Checks an already loaded checkpoint against `config` and takes it over.
   static absl::StatusOr<std::unique_ptr<ModelWeights>> Create(
       const ModelConfig& config, std::unique_ptr<SafetensorsCheckpoint> checkpoint,
-      Quantization quantization = Quantization::kNone);
+      Quantization quantization = Quantization::kNone, bool release_originals = true);
 
   const ModelConfig& config() const { return config_; }
   const Matrix& embed_tokens() const { return embed_tokens_; }  // [vocab, hidden]
@@ -121,7 +124,11 @@ class ModelWeights {
   const Vec& final_norm() const { return final_norm_; }  // [hidden]
   // [vocab, hidden]; the embedding matrix itself when tie_word_embeddings.
   const Matrix& lm_head() const { return lm_head_; }
+  // The quantized matrices' originals are released (data nullptr) unless
+  // Options::release_originals was false.
   const SafetensorsCheckpoint& checkpoint() const { return *checkpoint_; }
+  // Checkpoint bytes given back to the OS after quantizing at load.
+  uint64_t released_checkpoint_bytes() const { return released_bytes_; }
   // kInt8 when any linear matrix is int8 (quantized at load or stored so).
   Quantization quantization() const { return quantization_; }
   // Bytes of matrices read per decoded token (all layers + lm_head): the
@@ -133,7 +140,9 @@ class ModelWeights {
 
   // Replaces every linear matrix (not the embedding) that is not int8
   // already by an int8 copy in quantized_.
-  void QuantizeInt8();
+  // With `release_originals`, releases the checkpoint tensors it replaced.
+  // REQUIRES: checkpoint_ set.
+  void QuantizeInt8(bool release_originals);
 
   ModelConfig config_;
   Quantization quantization_ = Quantization::kNone;
@@ -145,6 +154,7 @@ class ModelWeights {
   // matrices' data stay in the checkpoint.
   std::vector<std::vector<float>> checkpoint_scales_;
   std::unique_ptr<SafetensorsCheckpoint> checkpoint_;
+  uint64_t released_bytes_ = 0;
   Matrix embed_tokens_;
   std::vector<LayerWeights> layers_;
   Vec final_norm_;
