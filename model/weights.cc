@@ -3,9 +3,12 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <set>
+#include <thread>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
@@ -247,13 +250,45 @@ void ModelWeights::QuantizeInt8(bool release_originals) {
   if (mem == nullptr) std::abort();  // out of memory at load, as a std::vector would
   (void)::madvise(mem, total, MADV_HUGEPAGE);
   quantized_.reset(mem);
+  // Where each matrix goes; then blocks of rows on every hardware thread.
+  // A row's scale and int8 values depend on that row alone, so the result
+  // is bit-identical whatever the thread count or the order of the blocks.
+  struct Out {
+    int8_t* q;      // [rows, cols]
+    float* scales;  // [rows]
+  };
+  std::vector<Out> out(linear.size());
   int8_t* q = static_cast<int8_t*>(mem);
   float* scales = reinterpret_cast<float*>(static_cast<char*>(mem) + bytes);
-  for (Matrix* m : linear) {
-    kernels::QuantizeRowsI8(m->data, m->dtype, m->rows, m->cols, m->ld, q, scales);
-    *m = Matrix{q, kernels::DType::kI8, m->rows, m->cols, m->cols, scales};
-    q += m->rows * m->cols;
-    scales += m->rows;
+  constexpr int64_t kBlockRows = 64;  // 256 KiB of a BF16 row of 2048
+  std::vector<std::pair<size_t, int64_t>> blocks;  // (matrix, first row)
+  for (size_t i = 0; i < linear.size(); ++i) {
+    const Matrix& m = *linear[i];
+    out[i] = {q, scales};
+    q += m.rows * m.cols;
+    scales += m.rows;
+    for (int64_t r = 0; r < m.rows; r += kBlockRows) blocks.emplace_back(i, r);
+  }
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t b; (b = next.fetch_add(1, std::memory_order_relaxed)) < blocks.size();) {
+      const auto [i, r] = blocks[b];
+      const Matrix& src = *linear[i];
+      kernels::QuantizeRowsI8(
+          static_cast<const char*>(src.data) + r * src.ld * kernels::DTypeSize(src.dtype),
+          src.dtype, std::min(kBlockRows, src.rows - r), src.cols, src.ld,
+          out[i].q + r * src.cols, out[i].scales + r);
+    }
+  };
+  const size_t num_threads =
+      std::max<size_t>(1, std::min<size_t>(std::thread::hardware_concurrency(), blocks.size()));
+  std::vector<std::thread> threads;
+  for (size_t t = 1; t < num_threads; ++t) threads.emplace_back(work);
+  work();
+  for (std::thread& t : threads) t.join();
+  for (size_t i = 0; i < linear.size(); ++i) {
+    Matrix& m = *linear[i];
+    m = Matrix{out[i].q, kernels::DType::kI8, m.rows, m.cols, m.cols, out[i].scales};
   }
   quantization_ = Quantization::kInt8;
   // Nothing points at the originals any more (the matrices above were their
