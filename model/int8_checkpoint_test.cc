@@ -171,12 +171,16 @@ Ckpt TinyInt8() {
   return c;
 }
 
-absl::StatusOr<std::unique_ptr<ModelWeights>> Load(const std::string& name, const Ckpt& c) {
+fs::path Write(const std::string& name, const Ckpt& c) {
   const fs::path dir = TmpDir(name);
   fs::create_directories(dir);
   std::ofstream(dir / "config.json") << c.config.dump();
   REQUIRE(WriteSafetensors(dir / "model.safetensors", c.tensors).ok());
-  return ModelWeights::Load({.dir = dir});
+  return dir;
+}
+
+absl::StatusOr<std::unique_ptr<ModelWeights>> Load(const std::string& name, const Ckpt& c) {
+  return ModelWeights::Load({.dir = Write(name, c)});
 }
 
 std::string ErrorOf(const std::string& name, const Ckpt& c) {
@@ -186,6 +190,40 @@ std::string ErrorOf(const std::string& name, const Ckpt& c) {
 }
 
 const std::string kQ = "model.layers.0.self_attn.q_proj";
+
+// A layer kept float by a "re:" ignore pattern: the model mixes BF16 and
+// int8 GEMMs as stored, and with quantization=int8 is the BF16 original
+// quantized at load, bit for bit.
+TEST_CASE("compressed-tensors ignore patterns leave layers in their float dtype", "[int8]") {
+  const std::string down = "model.layers.1.mlp.down_proj";
+  auto text = SyntheticPresetConfig("tiny", DType::kBF16);
+  REQUIRE(text.ok());
+  auto config = ModelConfig::Parse(*text);
+  REQUIRE(config.ok());
+  Ckpt c{json::parse(*text), SyntheticTensors(*config, DType::kBF16, 7)};
+  c.config["quantization_config"] =
+      json::parse(CompressedTensorsInt8Config({"re:.*layers\\.1\\.mlp\\.down", "lm_head"}));
+  QuantizeTensorsInt8(c.tensors, {down, "lm_head"});
+  const fs::path dir = Write("mixed", c);
+  auto mixed = ModelWeights::Load({.dir = dir});
+  INFO(mixed.status());
+  REQUIRE(mixed.ok());
+  CHECK((*mixed)->layers()[1].down_proj.dtype == DType::kBF16);
+  CHECK((*mixed)->layers()[0].down_proj.dtype == DType::kI8);
+  CHECK((*mixed)->layers()[1].up_proj.dtype == DType::kI8);
+  CHECK((*mixed)->quantization() == Quantization::kInt8);
+  const std::vector<float> as_stored = Logits(std::move(*mixed));
+  for (float v : as_stored) REQUIRE(std::isfinite(v));
+
+  auto full = ModelWeights::Load({.dir = dir, .quantization = Quantization::kInt8});
+  REQUIRE(full.ok());
+  CHECK((*full)->layers()[1].down_proj.dtype == DType::kI8);
+  auto ref = LoadOk(WriteSynthetic("mixed_ref", "tiny", false), Quantization::kInt8);
+  CheckSameInt8((*full)->layers()[1].down_proj, ref->layers()[1].down_proj);
+  const std::vector<float> a = Logits(std::move(ref));
+  const std::vector<float> b = Logits(std::move(*full));
+  CHECK(std::memcmp(a.data(), b.data(), sizeof(float) * a.size()) == 0);
+}
 
 TEST_CASE("compressed-tensors scale dtypes and zero points", "[int8]") {
   Ckpt c = TinyInt8();

@@ -165,7 +165,7 @@ class Binder {
           return absl::InvalidArgumentError(absl::StrCat("tensor \"", name, "\" in ", z->file,
                                                          " has dtype ",
                                                          kernels::DTypeName(z->dtype),
-                                                         "; zero points must be integers"));
+                                                         "; zero points must be I8, U8, I32, I64, F32, F16 or BF16"));
       }
       if (v != 0) {
         return absl::InvalidArgumentError(absl::StrCat(
