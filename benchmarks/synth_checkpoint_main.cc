@@ -5,6 +5,10 @@
 //   bazel run -c opt //benchmarks:synth_checkpoint -- --preset=tinyllama-1.1b
 //       --dtype=bf16 --out=/tmp/tinyllama-bf16
 //
+// --quantization=int8 writes vLLM's compressed-tensors W8A8 int8 layout
+// (I8 weights, per-row weight_scale, quantization_config; lm_head stays in
+// --dtype), quantized from the --dtype weights of the same seed.
+//
 // Exit codes (docs/cli.md): 0 written, 1 cannot write, 2 usage.
 #include <chrono>
 #include <cstdio>
@@ -17,6 +21,7 @@ int main(int argc, char** argv) {
   std::string preset = "tiny";
   std::string dtype_name = "bf16";
   std::string out;
+  std::string quantization = "none";
   uint64_t seed = 0;
   uint64_t max_shard_mib = 2048;
   kestrel::FlagSet flags("synth_checkpoint", "",
@@ -25,6 +30,9 @@ int main(int argc, char** argv) {
   flags.Add("preset", &preset, "", "Model shape")
       .Choices({"tiny", "tiny-qwen2", "tiny-qwen3", "tinyllama-1.1b", "qwen2.5-0.5b"});
   flags.Add("dtype", &dtype_name, "", "Weight type").Choices({"f32", "f16", "bf16"});
+  flags.Add("quantization", &quantization, "",
+            "int8: compressed-tensors W8A8 int8 linear layers (lm_head stays in --dtype)")
+      .Choices({"none", "int8"});
   flags.Add("out", &out, "DIR", "Output directory, created (required)");
   flags.Add("seed", &seed, "N", "Weight seed");
   flags.Add("max-shard-mib", &max_shard_mib, "MIB", "Shard the checkpoint above this size");
@@ -48,12 +56,14 @@ int main(int argc, char** argv) {
        .config_json = *config,
        .dtype = dtype,
        .seed = seed,
-       .max_shard_bytes = max_shard_mib << 20});
+       .max_shard_bytes = max_shard_mib << 20,
+       .int8 = quantization == "int8"});
   if (!s.ok()) {
     std::fprintf(stderr, "synth_checkpoint: %s\n", std::string(s.message()).c_str());
     return 1;
   }
-  std::printf("wrote %s (%s, %s) in %.1f s\n", out.c_str(), preset.c_str(), dtype_name.c_str(),
+  std::printf("wrote %s (%s, %s%s) in %.1f s\n", out.c_str(), preset.c_str(), dtype_name.c_str(),
+              quantization == "int8" ? ", compressed-tensors int8" : "",
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return 0;
 }

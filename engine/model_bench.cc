@@ -419,7 +419,9 @@ absl::StatusOr<Result> Bench(const std::string& dir, SafetensorsCheckpoint::Stor
   }
   const model::ModelRunner& r = worker->runner();
   setup.weight_bytes = static_cast<double>(weights->matrix_bytes_per_token());
-  std::printf("  weights quantization %s\n", model::QuantizationName(weights->quantization()));
+  std::printf("  weights quantization %s (%.3f GB of the checkpoint released after quantizing)\n",
+              model::QuantizationName(weights->quantization()),
+              static_cast<double>(weights->released_checkpoint_bytes()) / 1e9);
   std::printf("  KV cache %s, %lld blocks of %lld tokens\n", kernels::DTypeName(r.kv_cache_dtype()),
               static_cast<long long>(r.num_kv_blocks()), static_cast<long long>(r.block_size()));
   if (storage == SafetensorsCheckpoint::Storage::kAnonymous) {

@@ -24,7 +24,7 @@ struct GemmParams {
   int64_t ldx = 0;           // >= K
   const void* w = nullptr;   // [N, K] in w_dtype, row stride ldw (HF Linear.weight)
   // kF32, kF16, kBF16, or kI8: symmetric int8 with one scale per output
-  // channel (w_scales); x is then quantized per row to int8 inside the call
+  // channel (w_scales; any int8 value, -128 included); x is then quantized per row to int8 inside the call
   // and the dot products are exact int32 (W8A8, docs/kernels.md#int8-weights).
   DType w_dtype = DType::kF32;
   const float* w_scales = nullptr;  // [N], kI8 only (required): W[n, :] ~= w_scales[n] * w[n, :]

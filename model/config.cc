@@ -239,6 +239,13 @@ absl::StatusOr<ModelConfig> ModelConfig::Parse(std::string_view json_text) {
     }
     break;
   }
+  if (auto it = obj.find("quantization_config"); it != obj.end() && !it->is_null()) {
+    auto q = ParseQuantizationConfig(it->dump());
+    if (!q.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("config.json: ", q.status().message()));
+    }
+    c.quantization = *std::move(q);
+  }
   ASSIGN_OR_RETURN(c.bos_token_ids, TokenIds(obj, "bos_token_id", c.vocab_size));
   ASSIGN_OR_RETURN(c.eos_token_ids, TokenIds(obj, "eos_token_id", c.vocab_size));
   return c;

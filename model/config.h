@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "kernels/dtype.h"
 #include "kernels/rope_tables.h"
+#include "model/quant_config.h"
 
 namespace kestrel::model {
 
@@ -54,6 +55,9 @@ struct ModelConfig {
   // The dtype the checkpoint was saved in ("torch_dtype"); informational,
   // the tensors' own dtypes are what the loader uses.
   kernels::DType torch_dtype = kernels::DType::kF32;
+  // How the checkpoint stores its linear layers ("quantization_config";
+  // default: unquantized). See quant_config.h.
+  CheckpointQuantization quantization;
   std::vector<int64_t> bos_token_ids;
   std::vector<int64_t> eos_token_ids;
 

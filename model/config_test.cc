@@ -1,9 +1,11 @@
 #include "model/config.h"
 
+#include <functional>
 #include <string>
 
 #include <catch2/catch.hpp>
 
+#include "nlohmann/json.hpp"
 #include "testing/shared_data.h"
 
 namespace kestrel::model {
@@ -147,6 +149,129 @@ TEST_CASE("bad configs name the field and value", "[config]") {
   CHECK(ErrorOf(Llama(R"(, "hidden_size": 60, "num_attention_heads": 8, "head_dim": null)")) ==
         "config.json: num_attention_heads must divide hidden_size (60) when head_dim is not "
         "given, got 8");
+}
+
+// quantization_config as llm-compressor 0.5 writes it for its W8A8 int8
+// recipe (every optional field spelled out).
+nlohmann::json CompressedTensorsInt8() {
+  return nlohmann::json::parse(R"({
+    "config_groups": {"group_0": {
+      "input_activations": {"actorder": null, "block_structure": null, "dynamic": true,
+        "group_size": null, "num_bits": 8, "observer": null, "observer_kwargs": {},
+        "strategy": "token", "symmetric": true, "type": "int"},
+      "output_activations": null,
+      "targets": ["Linear"],
+      "weights": {"actorder": null, "block_structure": null, "dynamic": false,
+        "group_size": null, "num_bits": 8, "observer": "minmax", "observer_kwargs": {},
+        "strategy": "channel", "symmetric": true, "type": "int"}}},
+    "format": "int-quantized",
+    "global_compression_ratio": 1.46,
+    "ignore": ["lm_head"],
+    "kv_cache_scheme": null,
+    "quant_method": "compressed-tensors",
+    "quantization_status": "compressed",
+    "sparsity_config": {}})");
+}
+
+std::string WithQuant(const nlohmann::json& q) {
+  return Llama(", \"quantization_config\": " + q.dump());
+}
+
+TEST_CASE("compressed-tensors int8 quantization_config", "[config][int8]") {
+  auto plain = ModelConfig::Parse(Llama());
+  REQUIRE(plain.ok());
+  CHECK_FALSE(plain->quantization.int8);
+  CHECK_FALSE(plain->quantization.Quantizes("model.layers.0.mlp.up_proj"));
+
+  auto c = ModelConfig::Parse(WithQuant(CompressedTensorsInt8()));
+  REQUIRE(c.ok());
+  CHECK(c->quantization.int8);
+  CHECK(c->quantization.ignore == std::vector<std::string>{"lm_head"});
+  CHECK(c->quantization.Quantizes("model.layers.0.self_attn.q_proj"));
+  CHECK_FALSE(c->quantization.Quantizes("lm_head"));
+
+  // Minimal spelling: defaults (type int, symmetric, weights static) and
+  // naive-quantized (also I8 tensors); "re:" ignores match from the start.
+  nlohmann::json q = {
+      {"quant_method", "compressed-tensors"},
+      {"format", "naive-quantized"},
+      {"ignore", {"re:.*down_proj", "lm_head"}},
+      {"config_groups",
+       {{"g", {{"targets", {"Linear"}},
+               {"weights", {{"num_bits", 8}, {"strategy", "channel"}}},
+               {"input_activations",
+                {{"num_bits", 8}, {"strategy", "token"}, {"dynamic", true}}}}}}}};
+  auto m = ModelConfig::Parse(WithQuant(q));
+  REQUIRE(m.ok());
+  CHECK_FALSE(m->quantization.Quantizes("model.layers.1.mlp.down_proj"));
+  CHECK(m->quantization.Quantizes("model.layers.1.mlp.up_proj"));
+  CHECK_FALSE(m->quantization.Quantizes("lm_head"));
+  CHECK(m->quantization.Quantizes("lm_head_2"));  // exact names match exactly
+}
+
+TEST_CASE("unsupported quantization_config fields name field and value", "[config][int8]") {
+  auto error = [](const std::function<void(nlohmann::json&)>& patch) {
+    nlohmann::json q = CompressedTensorsInt8();
+    patch(q);
+    return ErrorOf(WithQuant(q));
+  };
+  const std::string pre = "config.json: quantization_config.";
+  CHECK(error([](auto& q) { q["quant_method"] = "gptq"; }) ==
+        pre + "quant_method is not supported (supported: compressed-tensors), got \"gptq\"");
+  CHECK(error([](auto& q) { q["format"] = "pack-quantized"; }) ==
+        pre + "format is not supported (supported: int-quantized, naive-quantized), got "
+              "\"pack-quantized\"");
+  CHECK(error([](auto& q) { q["format"] = "float-quantized"; }) ==
+        pre + "format is not supported (supported: int-quantized, naive-quantized), got "
+              "\"float-quantized\"");
+  CHECK(error([](auto& q) { q["quantization_status"] = "frozen"; }) ==
+        pre + "quantization_status is not supported (supported: compressed), got \"frozen\"");
+  CHECK(error([](auto& q) { q["kv_cache_scheme"] = {{"num_bits", 8}}; }) ==
+        pre + "kv_cache_scheme is not supported (supported: null), got {\"num_bits\":8}");
+  CHECK(error([](auto& q) { q["config_groups"]["group_1"] = q["config_groups"]["group_0"]; })
+            .starts_with(pre + "config_groups is not supported (supported: an object with "
+                               "one group), got {"));
+  const std::string w = pre + "config_groups.group_0.weights.";
+  const std::string a = pre + "config_groups.group_0.input_activations.";
+  CHECK(error([](auto& q) { q["config_groups"]["group_0"]["weights"]["num_bits"] = 4; }) ==
+        w + "num_bits is not supported (supported: 8), got 4");
+  CHECK(error([](auto& q) { q["config_groups"]["group_0"]["weights"]["type"] = "float"; }) ==
+        w + "type is not supported (supported: int), got \"float\"");
+  CHECK(error([](auto& q) { q["config_groups"]["group_0"]["weights"]["symmetric"] = false; }) ==
+        w + "symmetric is not supported (supported: true), got false");
+  CHECK(error([](auto& q) { q["config_groups"]["group_0"]["weights"]["strategy"] = "group"; }) ==
+        w + "strategy is not supported (supported: channel), got \"group\"");
+  CHECK(error([](auto& q) { q["config_groups"]["group_0"]["weights"]["strategy"] = "tensor"; }) ==
+        w + "strategy is not supported (supported: channel), got \"tensor\"");
+  CHECK(error([](auto& q) { q["config_groups"]["group_0"]["weights"]["group_size"] = 128; }) ==
+        w + "group_size is not supported (supported: null), got 128");
+  CHECK(error([](auto& q) { q["config_groups"]["group_0"]["weights"]["dynamic"] = true; }) ==
+        w + "dynamic is not supported (supported: false), got true");
+  CHECK(error([](auto& q) {
+          q["config_groups"]["group_0"]["input_activations"]["dynamic"] = false;
+        }) == a + "dynamic is not supported (supported: true), got false");
+  CHECK(error([](auto& q) {
+          q["config_groups"]["group_0"]["input_activations"].erase("dynamic");
+        }) == a + "dynamic is not supported (supported: true), got false");
+  CHECK(error([](auto& q) {
+          q["config_groups"]["group_0"]["input_activations"]["strategy"] = "tensor";
+        }) == a + "strategy is not supported (supported: token), got \"tensor\"");
+  CHECK(error([](auto& q) { q["config_groups"]["group_0"]["input_activations"] = nullptr; }) ==
+        "config.json: quantization_config.config_groups.group_0.input_activations is missing "
+        "or null: only W8A8 int8 is supported (int8 weights per channel, int8 activations per "
+        "token, dynamic)");
+  CHECK(error([](auto& q) { q["config_groups"]["group_0"]["targets"] = {"re:.*mlp.*"}; }) ==
+        pre + "config_groups.group_0.targets is not supported (supported: [\"Linear\"]), got "
+              "[\"re:.*mlp.*\"]");
+  CHECK(error([](auto& q) { q["config_groups"]["group_0"]["weights"].erase("num_bits"); }) ==
+        "config.json: quantization_config: missing field "
+        "config_groups.group_0.weights.num_bits");
+  CHECK(error([](auto& q) { q["ignore"] = "lm_head"; }) ==
+        pre + "ignore is not supported (supported: a list of module names), got \"lm_head\"");
+  CHECK(error([](auto& q) { q["ignore"] = {"re:(unclosed"}; })
+            .starts_with(pre + "ignore: \"re:(unclosed\" is not a valid pattern: "));
+  CHECK(ErrorOf(Llama(R"(, "quantization_config": [1])")) ==
+        "config.json: quantization_config must be an object");
 }
 
 }  // namespace

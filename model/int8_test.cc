@@ -198,5 +198,64 @@ TEST_CASE("synthetic BF16 llama: int8 against BF16", "[int8]") {
   CHECK(a.greedy_prefix >= 4);
 }
 
+// Quantizing at load releases the checkpoint's originals of the quantized
+// matrices (never the embedding table, which a tied lm_head shares and the
+// embedding gather still reads); the model computes the same logits as one
+// that keeps them, from anonymous memory and from a file mapping.
+TEST_CASE("released originals: same logits, embedding kept", "[int8]") {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  for (const char* preset : {"tiny", "tiny-qwen2"}) {
+    INFO(preset);
+    const fs::path dir = fs::path(tmp != nullptr ? tmp : "/tmp") / (std::string("rel_") + preset);
+    auto config = SyntheticPresetConfig(preset, kernels::DType::kBF16);
+    REQUIRE(config.ok());
+    REQUIRE(WriteSyntheticCheckpoint({.dir = dir, .config_json = *config,
+                                      .dtype = kernels::DType::kBF16, .seed = 3,
+                                      .write_tokenizer = false})
+                .ok());
+    const bool tied = std::string(preset) == "tiny-qwen2";
+    std::vector<int32_t> tokens(40);
+    for (int i = 0; i < 40; ++i) tokens[i] = (i * 37 + 11) % 320;
+    std::vector<std::vector<float>> logits[3];
+    int run = 0;
+    for (auto storage : {SafetensorsCheckpoint::Storage::kAnonymous,
+                         SafetensorsCheckpoint::Storage::kFileMmap}) {
+      for (bool release : {false, true}) {
+        if (!release && run > 0) continue;  // one reference that keeps them
+        auto w = ModelWeights::Load({.dir = dir, .storage = storage,
+                                     .quantization = Quantization::kInt8,
+                                     .release_originals = release});
+        REQUIRE(w.ok());
+        const SafetensorsCheckpoint& ckpt = (*w)->checkpoint();
+        const LoadedTensor* down = ckpt.Find("model.layers.1.mlp.down_proj.weight");
+        const LoadedTensor* embed = ckpt.Find("model.embed_tokens.weight");
+        CHECK((down->data == nullptr) == release);
+        CHECK(embed->data != nullptr);
+        CHECK(embed->data == (*w)->embed_tokens().data);
+        if (!tied) CHECK((ckpt.Find("lm_head.weight")->data == nullptr) == release);
+        if (release) {
+          // Whole pages only: less than the 2 bytes of each quantized
+          // weight, more than half of them (the matrices are 4-20 KiB).
+          const uint64_t bf16_bytes = (*w)->matrix_bytes_per_token() * 2 -
+                                      (tied ? 320 * 64 * 2 : 0);
+          INFO("released " << (*w)->released_checkpoint_bytes() << " of " << bf16_bytes);
+          CHECK((*w)->released_checkpoint_bytes() <= bf16_bytes);
+          CHECK((*w)->released_checkpoint_bytes() * 2 > bf16_bytes);
+        } else {
+          CHECK((*w)->released_checkpoint_bytes() == 0);
+        }
+        auto worker = Worker::Create(
+            {.threads = 2, .runner = {.kv_cache_bytes = 16ull << 20, .bf16_dot = false}},
+            std::move(*w));
+        REQUIRE(worker.ok());
+        logits[run++] = AllLogits((*worker)->runner(), tokens);
+      }
+    }
+    REQUIRE(run == 3);
+    CHECK(logits[1] == logits[0]);
+    CHECK(logits[2] == logits[0]);
+  }
+}
+
 }  // namespace
 }  // namespace kestrel::model

@@ -115,7 +115,8 @@ absl::StatusOr<Matrix> ModelRunner::DeviceMatrix(const Matrix& m) {
   if (device_->host_memory()) return m;  // a view: zero copy
   if (m.dtype == kernels::DType::kI8) {
     return absl::UnimplementedError(absl::StrCat(
-        "int8 weights (--quantization=int8) run only on the CPU backend; ", device_->name(),
+        "int8 weights (--quantization=int8, or an int8 compressed-tensors checkpoint) run only "
+        "on the CPU backend; ", device_->name(),
         " has no int8 GEMM yet"));
   }
   const size_t row_bytes = static_cast<size_t>(m.cols * kernels::DTypeSize(m.dtype));

@@ -171,6 +171,43 @@ TEST_CASE("synthetic Qwen2 and biased Llama: TP = 2 and 4 give TP = 1's logits",
   }
 }
 
+// A compressed-tensors int8 checkpoint shards as the int8 weights quantized
+// at load do (row slices take their scales, column slices keep them): the
+// same logits bit for bit at every TP size. Against TP = 1 they differ by
+// more than rounding, since each rank of a row-parallel layer quantizes its
+// own slice of the activations.
+TEST_CASE("compressed-tensors int8: TP = 2 and 4 shard like int8 quantized at load", "[tp][int8]") {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  std::shared_ptr<const ModelWeights> weights[2];
+  for (int int8 = 0; int8 < 2; ++int8) {
+    auto text = SyntheticPresetConfig("tiny", kernels::DType::kBF16);
+    REQUIRE(text.ok());
+    const fs::path dir = fs::path(tmp != nullptr ? tmp : "/tmp") / ("tp_int8_" + std::to_string(int8));
+    REQUIRE(WriteSyntheticCheckpoint({.dir = dir, .config_json = *text,
+                                      .dtype = kernels::DType::kBF16, .seed = 7,
+                                      .write_tokenizer = false, .int8 = int8 == 1})
+                .ok());
+    auto w = ModelWeights::Load({.dir = dir, .quantization = Quantization::kInt8});
+    REQUIRE(w.ok());
+    weights[int8] = std::shared_ptr<const ModelWeights>(std::move(*w));
+  }
+  REQUIRE(weights[1]->config().quantization.int8);
+  std::vector<int32_t> tokens(29);
+  for (int i = 0; i < 29; ++i) tokens[i] = (i * 97 + 5) % 320;
+  const std::vector<int> chunks = {17, 1, 11};
+  const auto tp1 = TpLogits(weights[1], 1, tokens, chunks);
+  float scale = 0;
+  for (const auto& row : tp1) {
+    for (float v : row) scale = std::max(scale, std::abs(v));
+  }
+  for (int size : {1, 2, 4}) {
+    const auto ct = TpLogits(weights[1], size, tokens, chunks);
+    INFO("TP = " << size);
+    CHECK(MaxAbsDiff(ct, TpLogits(weights[0], size, tokens, chunks)) == 0.0f);
+    CHECK(MaxAbsDiff(ct, tp1) < 0.05f * scale);
+  }
+}
+
 TEST_CASE("a shape that does not divide is refused at startup, naming the dimension", "[tp]") {
   KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
   auto weights = Load(dir);

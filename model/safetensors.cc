@@ -216,6 +216,22 @@ const LoadedTensor* SafetensorsCheckpoint::Find(std::string_view name) const {
   return it == index_.end() ? nullptr : &tensors_[it->second];
 }
 
+uint64_t SafetensorsCheckpoint::Release(std::string_view name) {
+  auto it = index_.find(absl::string_view(name.data(), name.size()));
+  if (it == index_.end()) return 0;
+  LoadedTensor& t = tensors_[it->second];
+  if (t.data == nullptr) return 0;
+  static const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data);
+  const uintptr_t first = (begin + page - 1) / page * page;
+  const uintptr_t last = (begin + t.nbytes) / page * page;
+  t.data = nullptr;
+  if (last <= first) return 0;
+  // Best effort: memory that stays resident is only a missed saving.
+  if (::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED) != 0) return 0;
+  return last - first;
+}
+
 absl::StatusOr<char*> SafetensorsCheckpoint::AllocateAnonymous(uint64_t size,
                                                                const std::string& what) {
   // Over-allocate by one huge page and trim so the data starts on a 2 MiB

@@ -103,6 +103,15 @@ class SafetensorsCheckpoint {
 
   // nullptr when absent.
   const LoadedTensor* Find(std::string_view name) const;
+  // Gives tensor `name`'s memory back to the OS once its contents live
+  // elsewhere (quantized at load): madvise(MADV_DONTNEED) on the whole
+  // pages inside its bytes (a page it shares with a neighbour is kept).
+  // Anonymous pages are freed; a file mapping's pages are dropped (the
+  // page cache keeps them). Afterwards the tensor's `data` is nullptr, so
+  // nothing can read it. Returns the bytes released (0 for an absent or
+  // already released tensor). Not thread-safe: call before the checkpoint
+  // is shared.
+  uint64_t Release(std::string_view name);
   const std::vector<LoadedTensor>& tensors() const { return tensors_; }
   // Bytes of tensor data held (sum over shards).
   uint64_t data_bytes() const { return data_bytes_; }

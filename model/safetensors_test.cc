@@ -1,10 +1,14 @@
 #include "model/safetensors.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -109,6 +113,40 @@ TEST_CASE("from memory: the same tensors, copied and aligned; corrupt bytes are 
   REQUIRE_FALSE(tiny.ok());
   CHECK_THAT(std::string(tiny.status().message()),
              Catch::Contains("too short for the 8-byte header length"));
+}
+
+// Release gives back the whole pages inside a tensor and nothing else: its
+// neighbours, which share its first and last pages, keep their bytes.
+TEST_CASE("Release frees a tensor's whole pages, never its neighbours'", "[safetensors]") {
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const int64_t n = 3 * static_cast<int64_t>(page) / 4 + 99;  // F32: ~3 pages of bytes
+  std::vector<TensorToWrite> tensors = {
+      {"a", kernels::DType::kF32, {5}, EncodeFloats({1, 2, 3, 4, 5}, kernels::DType::kF32)},
+      {"big", kernels::DType::kF32, {n}, EncodeFloats(std::vector<float>(n, 7.0f), kernels::DType::kF32)},
+      {"c", kernels::DType::kF32, {3}, EncodeFloats({8, 9, 10}, kernels::DType::kF32)}};
+  const fs::path dir = FreshDir("release");
+  REQUIRE(WriteSafetensors(dir / "model.safetensors", tensors).ok());
+  for (Storage storage : {Storage::kAnonymous, Storage::kFileMmap}) {
+    auto ckpt = SafetensorsCheckpoint::Load({.dir = dir, .storage = storage});
+    REQUIRE(ckpt.ok());
+    const uintptr_t begin = reinterpret_cast<uintptr_t>((*ckpt)->Find("big")->data);
+    const uintptr_t first = (begin + page - 1) / page * page;
+    const uintptr_t last = (begin + static_cast<uintptr_t>(n) * 4) / page * page;
+    REQUIRE(last > first);
+    CHECK((*ckpt)->Release("big") == last - first);
+    CHECK((*ckpt)->Find("big")->data == nullptr);
+    CHECK((*ckpt)->Release("big") == 0);  // already released
+    CHECK((*ckpt)->Release("absent") == 0);
+    CHECK(std::memcmp((*ckpt)->Find("a")->data, tensors[0].bytes.data(), 20) == 0);
+    CHECK(std::memcmp((*ckpt)->Find("c")->data, tensors[2].bytes.data(), 12) == 0);
+    if (storage == Storage::kAnonymous) {
+      // Anonymous pages are gone (a file mapping's stay in the page cache,
+      // which mincore reports).
+      std::vector<unsigned char> resident((last - first) / page);
+      REQUIRE(::mincore(reinterpret_cast<void*>(first), last - first, resident.data()) == 0);
+      for (unsigned char r : resident) CHECK((r & 1) == 0);
+    }
+  }
 }
 
 TEST_CASE("sharded checkpoint through model.safetensors.index.json", "[safetensors]") {

@@ -4,9 +4,11 @@
 #include <cmath>
 #include <fstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
+#include "kernels/quantize.h"
 #include "nlohmann/json.hpp"
 
 namespace kestrel::model {
@@ -189,6 +191,58 @@ std::vector<TensorToWrite> SyntheticTensors(const ModelConfig& c, kernels::DType
   return out;
 }
 
+std::string CompressedTensorsInt8Config(const std::vector<std::string>& ignore) {
+  const json args = {{"num_bits", 8}, {"type", "int"}, {"symmetric", true},
+                     {"group_size", nullptr}, {"block_structure", nullptr},
+                     {"actorder", nullptr}, {"observer_kwargs", json::object()}};
+  json weights = args, input = args;
+  weights["strategy"] = "channel";
+  weights["dynamic"] = false;
+  weights["observer"] = "minmax";
+  input["strategy"] = "token";
+  input["dynamic"] = true;
+  input["observer"] = nullptr;
+  const json q = {
+      {"quant_method", "compressed-tensors"},
+      {"format", "int-quantized"},
+      {"quantization_status", "compressed"},
+      {"config_groups",
+       {{"group_0",
+         {{"targets", {"Linear"}}, {"weights", weights}, {"input_activations", input},
+          {"output_activations", nullptr}}}}},
+      {"ignore", ignore},
+      {"kv_cache_scheme", nullptr},
+      {"sparsity_config", json::object()}};
+  return q.dump(2);
+}
+
+void QuantizeTensorsInt8(std::vector<TensorToWrite>& tensors,
+                         const std::vector<std::string>& ignore) {
+  std::vector<TensorToWrite> out;
+  out.reserve(tensors.size() * 2);
+  for (TensorToWrite& t : tensors) {
+    bool linear = false;
+    for (const char* suffix : {"_proj.weight", "lm_head.weight"}) {
+      linear = linear || absl::EndsWith(t.name, suffix);
+    }
+    const std::string module = t.name.substr(0, t.name.size() - std::string(".weight").size());
+    if (!linear || t.shape.size() != 2 ||
+        std::find(ignore.begin(), ignore.end(), module) != ignore.end()) {
+      out.push_back(std::move(t));
+      continue;
+    }
+    const int64_t rows = t.shape[0], cols = t.shape[1];
+    std::string q(static_cast<size_t>(rows * cols), '\0');
+    std::vector<float> scales(static_cast<size_t>(rows));
+    kernels::QuantizeRowsI8(t.bytes.data(), t.dtype, rows, cols, cols,
+                            reinterpret_cast<int8_t*>(q.data()), scales.data());
+    out.push_back({t.name, kernels::DType::kI8, t.shape, std::move(q)});
+    out.push_back({module + ".weight_scale", kernels::DType::kF32, {rows, 1},
+                   EncodeFloats(scales, kernels::DType::kF32)});
+  }
+  tensors = std::move(out);
+}
+
 absl::Status WriteSyntheticCheckpoint(const SyntheticCheckpointOptions& options) {
   if (!kernels::IsWeightDType(options.dtype)) {
     return absl::InvalidArgumentError(absl::StrCat("synthetic checkpoint dtype must be F32, F16 or BF16, got ",
@@ -198,9 +252,18 @@ absl::Status WriteSyntheticCheckpoint(const SyntheticCheckpointOptions& options)
   std::error_code ec;
   std::filesystem::create_directories(options.dir, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", options.dir.string(), ": ", ec.message()));
-  RETURN_IF_ERROR(WriteText(options.dir / "config.json", options.config_json));
-  RETURN_IF_ERROR(WriteCheckpoint(options.dir, SyntheticTensors(config, options.dtype, options.seed),
-                                  options.max_shard_bytes));
+  std::vector<TensorToWrite> tensors = SyntheticTensors(config, options.dtype, options.seed);
+  std::string config_json = options.config_json;
+  if (options.int8) {
+    // As llm-compressor's W8A8 recipe: lm_head stays in the float dtype.
+    const std::vector<std::string> ignore = {"lm_head"};
+    json c = json::parse(config_json);
+    c["quantization_config"] = json::parse(CompressedTensorsInt8Config(ignore));
+    config_json = c.dump(2);
+    QuantizeTensorsInt8(tensors, ignore);
+  }
+  RETURN_IF_ERROR(WriteText(options.dir / "config.json", config_json));
+  RETURN_IF_ERROR(WriteCheckpoint(options.dir, tensors, options.max_shard_bytes));
   if (options.write_tokenizer) {
     RETURN_IF_ERROR(WriteText(options.dir / "tokenizer.json", TokenizerJson(config.vocab_size)));
   }

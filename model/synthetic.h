@@ -44,7 +44,26 @@ struct SyntheticCheckpointOptions {
   uint64_t max_shard_bytes = 2ull << 30;
   // Also write a byte-level tokenizer.json (256 byte tokens + <s>, </s>).
   bool write_tokenizer = true;
+  // Write a compressed-tensors W8A8 int8 checkpoint (what llm-compressor's
+  // int8 recipe saves and vLLM loads): every linear layer but lm_head
+  // quantized with kernels::QuantizeRowsI8 from the `dtype` weights, as
+  // `<name>.weight` I8 and `<name>.weight_scale` F32 [out, 1], and
+  // config.json's quantization_config saying so. The int8 matrices and
+  // scales are bit-identical to loading the `dtype` checkpoint with
+  // Quantization::kInt8.
+  bool int8 = false;
 };
+
+// config.json's "quantization_config" of a compressed-tensors W8A8 int8
+// checkpoint (per-channel symmetric weights, dynamic per-token
+// activations), with `ignore` as the modules left unquantized.
+std::string CompressedTensorsInt8Config(const std::vector<std::string>& ignore);
+
+// Replaces the linear layers' weights in `tensors` (as SyntheticTensors
+// returns them) by their compressed-tensors int8 form, except the modules
+// named in `ignore` (exact names).
+void QuantizeTensorsInt8(std::vector<TensorToWrite>& tensors,
+                         const std::vector<std::string>& ignore);
 
 // A byte-level tokenizer.json: ids 0..255 are the bytes (GPT-2's
 // byte-to-unicode alphabet, no merges), 256 is <s>, 257 is </s> (both

@@ -27,7 +27,8 @@ namespace kestrel::model {
 // and neither copies. Points into the checkpoint's memory (or, quantized,
 // into ModelWeights' own int8 copy); not owned.
 //
-// An int8 matrix (dtype kI8, --quantization=int8) has one scale per row
+// An int8 matrix (dtype kI8: --quantization=int8, or a compressed-tensors
+// int8 checkpoint) has one scale per row
 // (output channel): W[r, :] ~= scales[r] * data[r, :]. A row slice takes
 // its rows' scales; a column slice keeps them, and is still exact for the
 // int8 GEMM, which needs nothing else precomputed from the weights
@@ -98,10 +99,16 @@ class ModelWeights {
     std::filesystem::path dir = {};
     // How tensor bytes are held (default anonymous huge-page memory).
     SafetensorsCheckpoint::Storage storage = SafetensorsCheckpoint::Storage::kAnonymous;
-    // kInt8: quantize the linear weights at load (see Quantization). The
-    // checkpoint's originals stay loaded (mmap'd ones are just not touched
-    // again).
+    // kInt8: quantize the linear weights at load (see Quantization). A checkpoint stored int8 (compressed-tensors, config.json's
+    // quantization_config) loads as int8 whatever this says: kNone keeps
+    // the layers it stores unquantized (usually lm_head) as they are, kInt8
+    // quantizes those at load too. It is never dequantized.
     Quantization quantization = Quantization::kNone;
+    // After quantizing at load, give the checkpoint's memory of the
+    // replaced matrices back to the OS (SafetensorsCheckpoint::Release;
+    // never the embedding table, which a tied lm_head shares). false keeps
+    // them, for tests that compare against them.
+    bool release_originals = true;
   };
 
   // Loads config.json and the checkpoint from options.dir and checks them.
@@ -109,7 +116,7 @@ class ModelWeights {
   // Checks an already loaded checkpoint against `config` and takes it over.
   static absl::StatusOr<std::unique_ptr<ModelWeights>> Create(
       const ModelConfig& config, std::unique_ptr<SafetensorsCheckpoint> checkpoint,
-      Quantization quantization = Quantization::kNone);
+      Quantization quantization = Quantization::kNone, bool release_originals = true);
 
   const ModelConfig& config() const { return config_; }
   const Matrix& embed_tokens() const { return embed_tokens_; }  // [vocab, hidden]
@@ -117,7 +124,12 @@ class ModelWeights {
   const Vec& final_norm() const { return final_norm_; }  // [hidden]
   // [vocab, hidden]; the embedding matrix itself when tie_word_embeddings.
   const Matrix& lm_head() const { return lm_head_; }
+  // The quantized matrices' originals are released (data nullptr) unless
+  // Options::release_originals was false.
   const SafetensorsCheckpoint& checkpoint() const { return *checkpoint_; }
+  // Checkpoint bytes given back to the OS after quantizing at load.
+  uint64_t released_checkpoint_bytes() const { return released_bytes_; }
+  // kInt8 when any linear matrix is int8 (quantized at load or stored so).
   Quantization quantization() const { return quantization_; }
   // Bytes of matrices read per decoded token (all layers + lm_head): the
   // numerator of the memory-bandwidth bound.
@@ -126,16 +138,23 @@ class ModelWeights {
  private:
   ModelWeights() = default;
 
-  // Replaces every linear matrix (not the embedding) by an int8 copy in
-  // quantized_.
-  void QuantizeInt8();
+  // Replaces every linear matrix (not the embedding) that is not int8
+  // already by an int8 copy in quantized_.
+  // With `release_originals`, releases the checkpoint tensors it replaced.
+  // REQUIRES: checkpoint_ set.
+  void QuantizeInt8(bool release_originals);
 
   ModelConfig config_;
   Quantization quantization_ = Quantization::kNone;
   // The int8 weights and their scales when quantized (huge-page aligned,
   // freed with std::free); the matrices point into them.
   std::unique_ptr<void, void (*)(void*)> quantized_{nullptr, &std::free};
+  // The F32 scales of the int8 layers a compressed-tensors checkpoint
+  // stores (converted from its dtype), one vector per matrix; those
+  // matrices' data stay in the checkpoint.
+  std::vector<std::vector<float>> checkpoint_scales_;
   std::unique_ptr<SafetensorsCheckpoint> checkpoint_;
+  uint64_t released_bytes_ = 0;
   Matrix embed_tokens_;
   std::vector<LayerWeights> layers_;
   Vec final_norm_;

@@ -180,6 +180,28 @@ TEST_CASE("Int8 Gemm is batch and thread invariant", "[gemm][i8]") {
   }
 }
 
+// compressed-tensors' symmetric int8 (scale = max / 127.5, clamp to
+// [-128, 127]) stores -128 for a row's most negative weight; every ISA must
+// take it exactly, against negative activations too (on AVX2 a naive
+// sign-flip of w would turn -(-128) into -128).
+TEST_CASE("Int8 Gemm takes -128 weights exactly", "[gemm][i8]") {
+  const int64_t m = 5, n = 9, k = 133;
+  std::vector<float> x = RandomVector(static_cast<size_t>(m * k), 41, -2.0f, 2.0f);
+  for (int64_t c = 0; c < k; c += 3) x[c] = -2.0f;  // row 0: many large negatives
+  I8Weights w = MakeI8Weights(n, k, k, 42);
+  for (size_t i = 0; i < w.q.size(); i += 2) w.q[i] = int8_t{-128};
+  for (int64_t c = 0; c < k; ++c) w.q[static_cast<size_t>(c)] = int8_t{-128};  // a whole row
+  std::vector<float> y_ref(static_cast<size_t>(m * n));
+  GemmParams r = I8Params(x.data(), k, w, k, y_ref.data(), n, m, n, k);
+  reference::Gemm(r);
+  for (Isa isa : SupportedIsas()) {
+    std::vector<float> y(y_ref.size());
+    REQUIRE(Gemm(I8Params(x.data(), k, w, k, y.data(), n, m, n, k), nullptr, isa).ok());
+    INFO("isa=" << IsaName(isa));
+    CHECK(CompareClose(y.data(), y_ref.data(), y.size(), 1e-5f, 1e-5f) == "");
+  }
+}
+
 TEST_CASE("Int8 Gemm zero rows and validation", "[gemm][i8]") {
   const int64_t n = 5, k = 70;
   const I8Weights w = MakeI8Weights(n, k, k, 7);

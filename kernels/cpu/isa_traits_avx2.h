@@ -142,9 +142,11 @@ struct Avx2 {
   }
 
   // Int8 dot products: vpmaddubsw (u8 x s8 -> pairs summed into s16,
-  // saturating) then vpmaddwd by ones into s32. The unsigned operand is |x|
-  // and x's sign moves onto w (vpsignb), so a pair sums to at most
-  // 2 * 127 * 127 = 32258 and never saturates (x and w are in [-127, 127]).
+  // saturating) then vpmaddwd by ones into s32. The unsigned operand is |w|
+  // and w's sign moves onto x (vpsignb): x is in [-127, 127], so -x always
+  // fits, while w may be -128 (compressed-tensors checkpoints hold it), whose
+  // |w| = 128 is exact as u8. A pair sums to at most 2 * 128 * 127 = 32512
+  // and never saturates.
   using I8Vec = __m256i;
   using I32Acc = __m256i;
   static constexpr int kI8Step = 32;
@@ -160,7 +162,7 @@ struct Avx2 {
   static I8Vec PrepareI8W(I8Vec w) { return w; }
   static I32Acc ZeroI32() { return _mm256_setzero_si256(); }
   static I32Acc DotI8(I32Acc acc, I8Vec x, I8Vec w) {
-    const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(w, x));
+    const __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
     return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
   }
   static int32_t ReduceAddI32(I32Acc v) {
