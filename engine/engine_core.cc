@@ -69,12 +69,6 @@ absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Create(
         absl::StrCat("num_speculative_tokens must be in [0, ", scheduler::kMaxSpeculativeTokens,
                      "], got ", options.num_speculative_tokens));
   }
-  if (options.num_speculative_tokens > 0 && !options.speculative_supported) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "num_speculative_tokens = ", options.num_speculative_tokens,
-        ": speculative decoding is not supported on this device (its sampling op cannot "
-        "verify draft tokens)"));
-  }
   if (options.ngram.min_n < 1 || options.ngram.max_n < options.ngram.min_n) {
     return absl::InvalidArgumentError(absl::StrCat(
         "speculative n-gram lengths need 1 <= min <= max, got min ", options.ngram.min_n,
@@ -167,11 +161,6 @@ absl::Status EngineCore::Validate(const GenerateParams& p) const {
     return absl::InvalidArgumentError(
         absl::StrCat("sampling.num_speculative_tokens must be in [0, ",
                      scheduler::kMaxSpeculativeTokens, "], got ", *p.num_speculative_tokens));
-  }
-  if (p.num_speculative_tokens.value_or(0) > 0 && !options_.speculative_supported) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sampling.num_speculative_tokens = ", *p.num_speculative_tokens,
-        ": speculative decoding is not supported on this server's device"));
   }
   if (p.n < 1 || p.n > options_.max_num_seqs) {
     return absl::InvalidArgumentError(

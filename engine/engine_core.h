@@ -61,9 +61,6 @@ struct EngineOptions {
   // ngram.max_n tokens (docs/scheduler.md "Speculative decoding").
   int num_speculative_tokens = 0;
   scheduler::NgramOptions ngram = {};
-  // False where the backend's sampling op cannot verify drafts (CUDA, for
-  // now): requests asking for speculative decoding are refused.
-  bool speculative_supported = true;
   // Request limits checked by Validate.
   int max_stop_strings = 16;
   int max_stop_string_bytes = 256;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <random>
 #include <memory>
 #include <string>
 #include <vector>
@@ -199,6 +200,113 @@ TEST_CASE("CUDA forward: a mixed batch samples as the CPU backend does", "[cuda]
       }
     }
   }
+}
+
+// Speculative decoding as the engine drives the runner (engine/
+// worker_executor.cc): each step feeds the tokens not yet in the cache plus
+// k draft tokens, asks for the logits of every one of them (kAll), and
+// verifies the drafts with one sample row each plus a row after the last;
+// the tokens up to the first rejected draft are kept, and the next step
+// overwrites the rejected drafts' cache entries. The drafts are the
+// reference continuation `oracle` with every third one corrupted, so steps
+// both accept and reject. `row` is the template of every sample row; the
+// uniforms come from `rng`. Returns the first `count` tokens drawn.
+struct SpeculativeRun {
+  std::vector<int32_t> tokens;
+  int accepted = 0;
+  int rejected = 0;
+};
+
+SpeculativeRun DecodeSpeculatively(ModelRunner& r, const std::vector<int32_t>& prompt,
+                                   const std::vector<int32_t>& oracle, size_t count, int k,
+                                   const kernels::SampleRow& row, uint64_t seed) {
+  const std::vector<int32_t> blocks = {7, 1, 3, 12, 4, 9};  // 96 positions
+  const int32_t vocab = static_cast<int32_t>(r.config().vocab_size);
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> unif(0.0, 1.0);
+  SpeculativeRun run;
+  std::vector<int32_t> sequence = prompt;
+  size_t fed = 0;
+  int corrupt = 0;
+  StepOutput out;
+  while (run.tokens.size() < count) {
+    std::vector<int32_t> drafts;
+    for (int i = 0; i < k && run.tokens.size() + i < oracle.size(); ++i) {
+      const int32_t t = oracle[run.tokens.size() + i];
+      drafts.push_back(++corrupt % 3 == 0 ? (t + 1) % vocab : t);
+    }
+    std::vector<int32_t> input(sequence.begin() + static_cast<std::ptrdiff_t>(fed),
+                               sequence.end());
+    input.insert(input.end(), drafts.begin(), drafts.end());
+    const int32_t n = static_cast<int32_t>(input.size());
+    const int32_t d = static_cast<int32_t>(drafts.size());
+    SequenceInput seq{.token_ids = input, .position = static_cast<int32_t>(fed),
+                      .block_table = blocks, .logits = LogitsMode::kAll};
+    std::vector<kernels::SampleRow> rows;
+    for (int32_t i = 0; i <= d; ++i) {
+      kernels::SampleRow s = row;
+      s.logits_row = n - 1 - d + i;
+      s.draft_token = i < d ? drafts[static_cast<size_t>(i)] : -1;
+      s.accept_uniform = i < d ? unif(rng) : 0.0;
+      s.uniform = unif(rng);
+      rows.push_back(s);
+    }
+    REQUIRE(r.Step({.sequences = {&seq, 1}, .samples = rows}, &out).ok());
+    REQUIRE(out.sampled.size() == rows.size());
+    fed = sequence.size();
+    for (int32_t i = 0; i <= d; ++i) {
+      const int32_t t = out.sampled[static_cast<size_t>(i)].token;
+      run.tokens.push_back(t);
+      sequence.push_back(t);
+      if (i == d) break;
+      if (t != drafts[static_cast<size_t>(i)]) {
+        ++run.rejected;
+        break;
+      }
+      ++run.accepted;
+      ++fed;  // the accepted draft's cache entry stays
+    }
+  }
+  run.tokens.resize(count);
+  return run;
+}
+
+TEST_CASE("CUDA forward: speculative greedy decoding gives the golden tokens",
+          "[cuda][golden][speculative]") {
+  KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
+  std::ifstream in(dir / "golden/greedy.json");
+  const json golden = json::parse(in);
+  const auto prompt = golden["prompt_ids"].get<std::vector<int32_t>>();
+  const auto want = golden["greedy"]["output_ids"].get<std::vector<int32_t>>();
+  Fixture gpu = Make(dir, /*cuda=*/true);
+  const kernels::SampleRow greedy = {.temperature = 0.0f};
+  for (int k : {1, 4}) {
+    INFO(k << " drafts a step");
+    const SpeculativeRun run = DecodeSpeculatively(*gpu.runner, prompt, want, want.size(), k,
+                                                   greedy, 1);
+    CHECK(run.tokens == want);
+    CHECK(run.accepted > 0);
+    CHECK(run.rejected > 0);
+  }
+}
+
+// Sampled rows verify drafts on the device token for token as on the CPU
+// (the same logits up to rounding, the same uniforms).
+TEST_CASE("CUDA forward: speculative sampled decoding draws what the CPU backend draws",
+          "[cuda][speculative]") {
+  KESTREL_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
+  std::ifstream in(dir / "golden/greedy.json");
+  const json golden = json::parse(in);
+  const auto prompt = golden["prompt_ids"].get<std::vector<int32_t>>();
+  const auto oracle = golden["greedy"]["output_ids"].get<std::vector<int32_t>>();
+  Fixture cpu = Make(dir, false), gpu = Make(dir, true);
+  const kernels::SampleRow sampled = {.temperature = 0.7f, .top_k = 40, .top_p = 0.95f};
+  const SpeculativeRun want = DecodeSpeculatively(*cpu.runner, prompt, oracle, 40, 3, sampled, 7);
+  const SpeculativeRun got = DecodeSpeculatively(*gpu.runner, prompt, oracle, 40, 3, sampled, 7);
+  CHECK(got.tokens == want.tokens);
+  CHECK(got.accepted == want.accepted);
+  CHECK(want.accepted > 0);
+  CHECK(want.rejected > 0);
 }
 
 // A token id the host did not check (it always does) cannot make a kernel

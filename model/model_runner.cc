@@ -260,6 +260,13 @@ absl::Status ModelRunner::Validate(const StepInput& in) const {
                                                      row.num_top_logprobs, " is outside [0, ",
                                                      kMaxTopLogprobs, "]"));
     }
+    // Checked here for every backend: the CUDA sampler reads rows from
+    // device memory, where a bad draft is only a deferred device error.
+    if (row.draft_token < -1 || row.draft_token >= config().vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("step: sample ", i, " draft_token ",
+                                                     row.draft_token, " is outside [-1, ",
+                                                     config().vocab_size, ")"));
+    }
   }
   return absl::OkStatus();
 }

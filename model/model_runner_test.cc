@@ -6,6 +6,7 @@
 #include <fstream>
 #include <numeric>
 #include <sstream>
+#include <string>
 
 #include <catch2/catch.hpp>
 
@@ -210,6 +211,13 @@ TEST_CASE("a step draws on the device and returns only what was asked", "[runner
   const std::vector<kernels::SampleRow> bad = {{.logits_row = 5}};
   absl::Status s = r->Step({.sequences = batch, .samples = bad}, &out);
   CHECK(s.message() == "step: sample 0 logits_row 5 is outside the step's 5 logits rows");
+  // So is a draft token outside the vocabulary (-1 is no draft).
+  const int64_t vocab = r->config().vocab_size;
+  const std::vector<kernels::SampleRow> bad_draft = {
+      {.logits_row = 0}, {.logits_row = 1, .draft_token = static_cast<int32_t>(vocab)}};
+  s = r->Step({.sequences = batch, .samples = bad_draft}, &out);
+  const std::string v = std::to_string(vocab);
+  CHECK(s.message() == "step: sample 1 draft_token " + v + " is outside [-1, " + v + ")");
 }
 
 TEST_CASE("block copies in a step copy K and V of every layer", "[runner]") {

@@ -122,7 +122,7 @@ const char* FinishName(engine::FinishReason reason) {
 int Run(const Flags& f, const FlagSet& flags) {
   if (f.model.empty()) return flags.UsageError("--model is required");
   if (std::string e = CheckModelFlags(f.placement); !e.empty()) return flags.UsageError(e);
-  if (std::string e = CheckSpeculativeFlags(f.speculative, f.placement); !e.empty()) {
+  if (std::string e = CheckSpeculativeFlags(f.speculative); !e.empty()) {
     return flags.UsageError(e);
   }
   auto fail = [&](const absl::Status& s) {
@@ -144,7 +144,7 @@ int Run(const Flags& f, const FlagSet& flags) {
   engine::EngineOptions options;
   options.eos_token_ids = loaded->eos_token_ids;
   options.request_log = engine::RequestLogFormat::kOff;
-  ApplySpeculativeFlags(f.speculative, f.placement, options);
+  ApplySpeculativeFlags(f.speculative, options);
   absl::StatusOr<std::unique_ptr<engine::OfflineEngine>> llm =
       engine::OfflineEngine::Create(options, std::move(loaded->executor), tok);
   if (!llm.ok()) return fail(llm.status());

@@ -95,6 +95,18 @@ TEST_CASE("kestrel-generate --speculative-ngram-tokens keeps the golden greedy o
                            "--speculative-ngram-tokens=17"});
   CHECK(s2 == 2);
   CHECK(o2 == "kestrel-generate: --speculative-ngram-tokens: must be in [0, 16], got 17\n");
+  // Speculative decoding runs on CUDA too: no usage error; a build without
+  // CUDA, or a machine without a GPU, fails to load the model for that
+  // reason alone (exit 1).
+  auto [s3, o3] = RunTool({"--model=" + dir.string(), "--prompt-ids=1", "--device=cuda",
+                           "--speculative-ngram-tokens=4", "--max-tokens=2"});
+  INFO(o3);
+  if (s3 != 0) {
+    CHECK(s3 == 1);
+    CHECK((o3.find("built without CUDA") != std::string::npos ||
+           o3.find("no usable CUDA device") != std::string::npos));
+    CHECK(o3.find("speculative") == std::string::npos);
+  }
 }
 
 TEST_CASE("kestrel-generate --quantization=int8 runs int8 weights close to the golden output",

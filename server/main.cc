@@ -161,7 +161,7 @@ std::string CheckFlags(const Flags& f) {
     return absl::StrCat("--drain-timeout: must be >= 0, got ", absl::FormatDuration(f.drain_timeout));
   }
   if (std::string e = CheckModelFlags(f.placement); !e.empty()) return e;
-  if (std::string e = CheckSpeculativeFlags(f.speculative, f.placement); !e.empty()) return e;
+  if (std::string e = CheckSpeculativeFlags(f.speculative); !e.empty()) return e;
   return "";
 }
 
@@ -299,7 +299,7 @@ int Run(const Flags& f) {
   engine_options.policy = policy == "fcfs" ? scheduler::SchedulingPolicy::kFcfs
                                            : scheduler::SchedulingPolicy::kPriority;
   engine_options.eos_token_ids = model->eos_token_ids;
-  ApplySpeculativeFlags(f.speculative, f.placement, engine_options);
+  ApplySpeculativeFlags(f.speculative, engine_options);
   engine_options.request_log = RequestLogFormatFor(f.request_log);
   absl::StatusOr<std::unique_ptr<engine::Engine>> engine = engine::Engine::Create(
       engine_options, std::move(model->executor), model->tokenizer.get(), &metrics);

@@ -39,7 +39,7 @@ void DeclareModelFlags(FlagSet& flags, ModelFlags& f) {
 void DeclareSpeculativeFlags(FlagSet& flags, SpeculativeFlags& f) {
   flags.Add("speculative-ngram-tokens", &f.ngram_tokens, "K",
             "Speculative decoding by prompt lookup: draft tokens each decode verifies, for "
-            "requests that do not set num_speculative_tokens; 0 = off (CPU only)");
+            "requests that do not set num_speculative_tokens; 0 = off");
   flags.Add("speculative-ngram-max", &f.ngram_max, "N",
             "Longest suffix of the context looked up for drafts");
   flags.Add("speculative-ngram-min", &f.ngram_min, "N",
@@ -90,7 +90,7 @@ std::string CheckModelFlags(const ModelFlags& f) {
   return "";
 }
 
-std::string CheckSpeculativeFlags(const SpeculativeFlags& s, const ModelFlags& m) {
+std::string CheckSpeculativeFlags(const SpeculativeFlags& s) {
   if (s.ngram_tokens < 0 || s.ngram_tokens > engine::kMaxSpeculativeTokens) {
     return absl::StrCat("--speculative-ngram-tokens: must be in [0, ",
                         engine::kMaxSpeculativeTokens, "], got ", s.ngram_tokens);
@@ -101,12 +101,6 @@ std::string CheckSpeculativeFlags(const SpeculativeFlags& s, const ModelFlags& m
   if (s.ngram_max < s.ngram_min) {
     return absl::StrCat("--speculative-ngram-max: must be >= --speculative-ngram-min (",
                         s.ngram_min, "), got ", s.ngram_max);
-  }
-  if (s.ngram_tokens > 0 && m.device != "cpu") {
-    // kernels/cuda/sampling.cu does not verify draft tokens yet.
-    return absl::StrCat("--speculative-ngram-tokens: speculative decoding is CPU-only for now, "
-                        "got ",
-                        s.ngram_tokens, " with --device=", m.device);
   }
   return "";
 }
@@ -124,11 +118,9 @@ void ApplyModelFlags(const ModelFlags& f, ModelLoadOptions& load) {
   load.quantization = *model::ParseQuantization(f.quantization);
 }
 
-void ApplySpeculativeFlags(const SpeculativeFlags& s, const ModelFlags& m,
-                           engine::EngineOptions& options) {
+void ApplySpeculativeFlags(const SpeculativeFlags& s, engine::EngineOptions& options) {
   options.num_speculative_tokens = s.ngram_tokens;
   options.ngram = {.min_n = s.ngram_min, .max_n = s.ngram_max};
-  options.speculative_supported = m.device == "cpu";
 }
 
 }  // namespace kestrel::server

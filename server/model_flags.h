@@ -51,14 +51,13 @@ void DeclareSpeculativeFlags(FlagSet& flags, SpeculativeFlags& f);
 // The first problem the parser cannot see, naming the flag
 // ("--threads: must be >= 0, got -1"), or "" when there is none.
 std::string CheckModelFlags(const ModelFlags& f);
-std::string CheckSpeculativeFlags(const SpeculativeFlags& s, const ModelFlags& m);
+std::string CheckSpeculativeFlags(const SpeculativeFlags& s);
 
 // Copies the flags into `load`. REQUIRES: CheckModelFlags(f) is empty.
 void ApplyModelFlags(const ModelFlags& f, ModelLoadOptions& load);
 // Sets the engine's speculative-decoding defaults.
-// REQUIRES: CheckSpeculativeFlags(s, m) is empty.
-void ApplySpeculativeFlags(const SpeculativeFlags& s, const ModelFlags& m,
-                           engine::EngineOptions& options);
+// REQUIRES: CheckSpeculativeFlags(s) is empty.
+void ApplySpeculativeFlags(const SpeculativeFlags& s, engine::EngineOptions& options);
 
 }  // namespace kestrel::server
 

@@ -39,6 +39,9 @@ std::string DescribeError(const DeviceError& e) {
     case DeviceErrorCode::kSampleToken:
       return absl::StrCat("sampling adjustment token ", e.value, " at index ", e.index,
                           " is outside the vocabulary [0, ", e.limit, ")");
+    case DeviceErrorCode::kDraftToken:  // the CPU sampler's message
+      return absl::StrCat("sample row ", e.index, ": draft_token ", e.value, " is outside [-1, ",
+                          e.limit, ")");
     case DeviceErrorCode::kNone:
       break;
   }

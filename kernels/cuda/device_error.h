@@ -26,6 +26,7 @@ enum class DeviceErrorCode : int32_t {
   kBlockId = 3,   // CopyBlocks / attention block tables: value outside [0, limit)
   kRowIndex = 4,  // GatherRows / Sample: a row index outside [0, limit)
   kSampleToken = 5,  // Sample: a TokenAdjust token outside [0, limit)
+  kDraftToken = 6,   // Sample: row index's draft_token = value, outside [-1, limit)
 };
 
 // The first error since the backend last cleared it. 8-byte aligned, so it

@@ -49,6 +49,8 @@ struct RowInfo {
   float presence_penalty;
   float frequency_penalty;
   double uniform;
+  double accept_uniform;
+  int draft_token;  // -1: a plain draw
   int logprobs;  // bool
   int bad;       // bool: a field was out of range (reported)
 };
@@ -320,8 +322,8 @@ __device__ __forceinline__ void ApplyAdjust(float* x, int vocab, const TokenAdju
 // Thread 0: reads and checks rows[r] into sh.row; on a bad field reports it
 // and writes the row's defined output.
 __device__ __forceinline__ void LoadRow(const SampleRow* rows, int64_t r, int64_t num_logits_rows,
-                        int64_t num_adjust, int max_top, int32_t* tokens, float* logprobs,
-                        DeviceError* error, RowInfo& info) {
+                        int vocab, int64_t num_adjust, int max_top, int32_t* tokens,
+                        float* logprobs, DeviceError* error, RowInfo& info) {
   const SampleRow s = rows[r];
   info.logits_row = s.logits_row;
   info.adjust_begin = s.adjust_begin;
@@ -335,6 +337,8 @@ __device__ __forceinline__ void LoadRow(const SampleRow* rows, int64_t r, int64_
   info.presence_penalty = s.presence_penalty;
   info.frequency_penalty = s.frequency_penalty;
   info.uniform = s.uniform;
+  info.accept_uniform = s.accept_uniform;
+  info.draft_token = s.draft_token;
   info.logprobs = s.logprobs ? 1 : 0;
   info.bad = 1;
   if (s.logits_row < 0 || s.logits_row >= num_logits_rows) {
@@ -345,6 +349,8 @@ __device__ __forceinline__ void LoadRow(const SampleRow* rows, int64_t r, int64_
                       begin_bad ? s.adjust_begin : s.adjust_end, num_adjust);
   } else if (s.num_top_logprobs < 0 || s.num_top_logprobs > max_top) {
     ReportDeviceError(error, DeviceErrorCode::kRowIndex, r, s.num_top_logprobs, max_top);
+  } else if (s.draft_token < -1 || s.draft_token >= vocab) {
+    ReportDeviceError(error, DeviceErrorCode::kDraftToken, r, s.draft_token, vocab);
   } else {
     info.bad = 0;
   }
@@ -404,14 +410,25 @@ __device__ __forceinline__ void TopLogprobs(const float* x, int vocab, int n, do
   }
 }
 
-// Thread 0: the CPU's sums and draw (kernels/cpu/sampling.cc) over the m
-// sorted candidates that are not negligible. The n0 - m others would add or
-// subtract exact zeros and can only be picked as the last candidate, n - 1,
-// when no prefix sum exceeds the draw. `min_p_count` counts the tokens with a
-// relative probability >= min_p (a prefix of the order). Returns the rank of
-// the pick in the CPU's order.
+// ReplayDraw's answer when the m sorted candidates do not settle the draw:
+// the caller sorts every candidate (m = n0) and replays again.
+constexpr long long kNeedFullOrder = -1;
+
+// Thread 0: the CPU's sums, draft verification and draw
+// (kernels/cpu/sampling.cc) over the m sorted candidates that are not
+// negligible. The n0 - m others add or subtract exact zeros to running sums
+// that include probs[0] = 1, and can only be picked as the last candidate
+// when no prefix sum exceeds the draw. `min_p_count` counts the tokens with
+// a relative probability >= min_p (a prefix of the order). `draft_rank` is
+// the draft's rank in the CPU's order (-1: no draft) and `draft_p` its
+// relative probability, used when the draft is not among the m. Returns the
+// rank of the token in the CPU's order (draft_rank when the draft is
+// accepted), or kNeedFullOrder when a rejected draft was the most likely
+// candidate and the draw runs past the m: without probs[0] the running sum
+// may be small enough for the negligible ones to count.
 __device__ __forceinline__ long long ReplayDraw(const double* probs, long long m, long long n0,
-                                long long min_p_count, const RowInfo& row) {
+                                                long long min_p_count, long long draft_rank,
+                                                double draft_p, const RowInfo& row) {
   double sum = 0.0;
   for (long long i = 0; i < m; ++i) sum += probs[i];
   long long n = n0;
@@ -436,17 +453,31 @@ __device__ __forceinline__ long long ReplayDraw(const double* probs, long long m
     sum = cum;
   }
   const long long limit = n < m ? n : m;
-  const double u = row.uniform * sum;
+  // A draft outside the n kept candidates is rejected with no mass removed.
+  const long long skip = draft_rank >= 0 && draft_rank < n ? draft_rank : -1;
+  double draft_mass = 0.0;
+  if (skip >= 0) {
+    draft_mass = skip < m ? probs[skip] : draft_p;
+    if (row.accept_uniform * sum < draft_mass) return skip;
+  }
+  const double u = row.uniform * (sum - draft_mass);
   double cum = 0.0;
   for (long long i = 0; i < limit; ++i) {
+    if (i == skip) continue;
     cum += probs[i];
     if (u < cum) return i;
   }
-  return n - 1;
+  if (skip == 0 && m < n) return kNeedFullOrder;
+  // The CPU's fallback: the last candidate that is not the draft (the draft
+  // itself when it was the only one).
+  long long last = n - 1;
+  if (last == skip) --last;
+  return last < 0 ? 0 : last;
 }
 
-// Temperature, top-k, min-p and top-p, and the draw; returns the token.
-// `top` is the Rank of the most likely entry, whose value max_logit is finite.
+// Temperature, top-k, min-p and top-p, draft verification and the draw;
+// returns the token. `top` is the Rank of the most likely entry, whose value
+// max_logit is finite.
 __device__ __forceinline__ int Draw(const float* x, int vocab, unsigned long long top, float max_logit,
                     const RowInfo& row, unsigned* keys, int* ids, unsigned* keys_tmp,
                     int* ids_tmp, double* probs, SharedState& sh) {
@@ -463,52 +494,73 @@ __device__ __forceinline__ int Draw(const float* x, int vocab, unsigned long lon
   }
   count = BlockSumInt(count, sh);
   min_p_count = BlockSumInt(min_p_count, sh);
-  long long m = count < n0 ? count : n0;
-  m = m < 1 ? 1 : m;
-  // The first m candidates of the CPU's order: those with a relative
-  // probability >= kNegligible when they are what cuts the list, otherwise
-  // those up to the (m-1)-th most likely (a radix select: top_k cuts it).
-  const bool by_probability = count >= 1 && m == count;
-  unsigned long long boundary = top;
-  if (!by_probability && m > 1) boundary = SelectRank(x, vocab, m - 1, sh);
-  auto is_candidate = [&](float v, int i) {
-    if (by_probability) {
-      return !isnan(v) && exp(static_cast<double>((v - max_logit) * inv_t)) >= kNegligible;
-    }
-    return Rank(v, i) >= boundary;
-  };
+  // The draft's rank in the CPU's order: the entries more likely than it.
+  long long draft_rank = -1;
+  double draft_p = 0.0;
+  if (row.draft_token >= 0) {
+    const float draft_v = x[row.draft_token];
+    const unsigned long long draft_key = Rank(draft_v, row.draft_token);
+    int above = 0;
+    for (int i = Tid(); i < vocab; i += kThreads) above += Rank(x[i], i) > draft_key ? 1 : 0;
+    draft_rank = BlockSumInt(above, sh);
+    draft_p =
+        isnan(draft_v) ? 0.0 : exp(static_cast<double>((draft_v - max_logit) * inv_t));
+  }
+  // Pass 0 sorts the first m candidates of the CPU's order: those with a
+  // relative probability >= kNegligible when they are what cuts the list,
+  // otherwise those up to the (m-1)-th most likely (a radix select: top_k
+  // cuts it). Pass 1, only when ReplayDraw asks, sorts all n0.
+  for (int pass = 0; pass < 2; ++pass) {
+    long long m = pass == 0 ? (count < n0 ? count : n0) : n0;
+    m = m < 1 ? 1 : m;
+    const bool by_probability = pass == 0 && count >= 1 && m == count;
+    unsigned long long boundary = top;
+    if (!by_probability && m > 1) boundary = SelectRank(x, vocab, m - 1, sh);
+    auto is_candidate = [&](float v, int i) {
+      if (by_probability) {
+        return !isnan(v) && exp(static_cast<double>((v - max_logit) * inv_t)) >= kNegligible;
+      }
+      return Rank(v, i) >= boundary;
+    };
 
-  // Compacted in id order, so a stable sort by key yields the CPU's order.
-  const int chunk = (vocab + kThreads - 1) / kThreads;
-  const int begin = Tid() * chunk < vocab ? Tid() * chunk : vocab;
-  const int end = begin + chunk < vocab ? begin + chunk : vocab;
-  int mine = 0;
-  for (int i = begin; i < end; ++i) mine += is_candidate(x[i], i) ? 1 : 0;
-  int total = 0;
-  int pos = BlockExclusiveScan(mine, &total, sh);
-  for (int i = begin; i < end; ++i) {
-    const float v = x[i];
-    if (is_candidate(v, i)) {
-      keys[pos] = ~OrderKey(v);  // ascending sort = most likely first
-      ids[pos] = i;
-      ++pos;
+    // Compacted in id order, so a stable sort by key yields the CPU's order.
+    const int chunk = (vocab + kThreads - 1) / kThreads;
+    const int begin = Tid() * chunk < vocab ? Tid() * chunk : vocab;
+    const int end = begin + chunk < vocab ? begin + chunk : vocab;
+    int mine = 0;
+    for (int i = begin; i < end; ++i) mine += is_candidate(x[i], i) ? 1 : 0;
+    int total = 0;
+    int pos = BlockExclusiveScan(mine, &total, sh);
+    for (int i = begin; i < end; ++i) {
+      const float v = x[i];
+      if (is_candidate(v, i)) {
+        keys[pos] = ~OrderKey(v);  // ascending sort = most likely first
+        ids[pos] = i;
+        ++pos;
+      }
     }
+    __syncthreads();
+    if (total <= kSmallSort) {
+      RankSort(keys, ids, total, sh);
+    } else {
+      RadixSort(keys, ids, keys_tmp, ids_tmp, total, sh);
+    }
+    for (int i = Tid(); i < total; i += kThreads) {
+      const float v = x[ids[i]];  // NaN only among all n0 (pass 1): 0, as on the CPU
+      probs[i] = isnan(v) ? 0.0 : exp(static_cast<double>((v - max_logit) * inv_t));
+    }
+    __syncthreads();
+    if (Tid() == 0) {
+      sh.pick = ReplayDraw(probs, total, n0, min_p_count, draft_rank, draft_p, row);
+    }
+    __syncthreads();
+    const long long pick = sh.pick;
+    if (pick == kNeedFullOrder) continue;  // pass 0 only: pass 1 has m >= n
+    if (pick == draft_rank) return row.draft_token;
+    if (pick < total) return ids[pick];
+    return RankId(SelectRank(x, vocab, pick, sh));
   }
-  __syncthreads();
-  if (total <= kSmallSort) {
-    RankSort(keys, ids, total, sh);
-  } else {
-    RadixSort(keys, ids, keys_tmp, ids_tmp, total, sh);
-  }
-  for (int i = Tid(); i < total; i += kThreads) {
-    probs[i] = exp(static_cast<double>((x[ids[i]] - max_logit) * inv_t));
-  }
-  __syncthreads();
-  if (Tid() == 0) sh.pick = ReplayDraw(probs, total, n0, min_p_count, row);
-  __syncthreads();
-  const long long pick = sh.pick;
-  if (pick < total) return ids[pick];
-  return RankId(SelectRank(x, vocab, pick, sh));
+  return RankId(top);  // not reached
 }
 
 // Workspace of one row: x [vocab_padded] f32, keys/ids [vocab_padded] each,
@@ -538,7 +590,8 @@ __global__ void __launch_bounds__(kThreads, 2)
 
   for (int64_t r = blockIdx.x; r < num_rows; r += gridDim.x) {
     if (Tid() == 0) {
-      LoadRow(rows, r, num_logits_rows, num_adjust, max_top, tokens, logprobs, error, sh.row);
+      LoadRow(rows, r, num_logits_rows, vocab, num_adjust, max_top, tokens, logprobs, error,
+              sh.row);
     }
     __syncthreads();
     const RowInfo& row = sh.row;

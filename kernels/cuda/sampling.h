@@ -2,8 +2,9 @@
 // of the CPU sampler (kernels/cpu/sampling.cc): bans, repetition / presence /
 // frequency penalties and logit bias in entry order; greedy; temperature with
 // top-k, min-p and top-p; the draw from the row's host-supplied uniform;
-// logprobs and top-N logprobs. Host launcher; plain C++ so callers need not
-// use nvcc.
+// speculative verification of a draft token (accept_uniform, then a draw
+// without the draft); logprobs and top-N logprobs. Host launcher; plain C++
+// so callers need not use nvcc.
 //
 // Design: one thread block per row (grid-stride over rows, so the workspace
 // bounds how many rows are in flight). The row is copied into the workspace
@@ -19,6 +20,12 @@
 // over them, so the same uniform picks the same token (bit-exact in the
 // emulated build; on a GPU exp(double) may differ from glibc's in the last
 // ulp, which only matters for a uniform within ~1e-16 of a boundary).
+// A draft is found by its rank (the entries that precede it in the CPU's
+// order, counted across the block); the replay accepts or rejects it and
+// draws without it as the CPU does. When a rejected draft was the most
+// likely candidate, the running sums no longer start at 1, so candidates
+// below 2^-56 may count: if the draw runs past the sorted ones, every
+// candidate is sorted and the draw replayed (a rare, slower path).
 #ifndef KESTREL_KERNELS_CUDA_SAMPLING_H_
 #define KESTREL_KERNELS_CUDA_SAMPLING_H_
 
@@ -59,6 +66,8 @@ size_t SampleWorkspaceBytes(int64_t vocab, int64_t rows_in_flight);
 //   num_adjust), or num_top_logprobs outside [0, max_top_logprobs] (value =
 //   num_top_logprobs, limit = max_top_logprobs). The row's token becomes -1,
 //   its logprob (if asked) NaN; its top logprobs are not written.
+// - kDraftToken (index = the sample row): draft_token outside [-1, vocab)
+//   (value = draft_token, limit = vocab). The row is treated as above.
 // - kSampleToken (index = the adjust entry): a TokenAdjust token outside
 //   [0, vocab). The entry is skipped; the row is sampled without it.
 // Logprob outputs are written only for rows that ask, and only where the

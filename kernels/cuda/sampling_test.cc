@@ -2,8 +2,9 @@
 // on the same logits and rows: the drawn tokens must be identical for every
 // parameter combination and many uniforms (ties, near-ties, NaN and -inf
 // logits included), logprobs close, outputs of rows that do not ask left
-// alone, the logits unchanged; bad rows and adjust tokens reported through
-// DeviceError; bad scalars rejected. Only the CUDA runtime API reaches the
+// alone, the logits unchanged; draft tokens (speculative decoding) accepted
+// and rejected as on the CPU, token for token; bad rows, adjust tokens and
+// draft tokens reported through DeviceError; bad scalars rejected. Only the CUDA runtime API reaches the
 // kernels, so the test also runs on a GPU (sampling_test_gpu).
 #include "kernels/cuda/sampling.h"
 #include "kernels/cuda/elem_test_util.h"
@@ -133,7 +134,8 @@ std::string Describe(const SampleRow& row) {
   s << "logits_row=" << row.logits_row << " T=" << row.temperature << " top_k=" << row.top_k
     << " top_p=" << row.top_p << " min_p=" << row.min_p << " rep=" << row.repetition_penalty
     << " pres=" << row.presence_penalty << " freq=" << row.frequency_penalty
-    << " u=" << row.uniform << " logprobs=" << row.logprobs << " top=" << row.num_top_logprobs
+    << " u=" << row.uniform << " draft=" << row.draft_token << " accept_u=" << row.accept_uniform
+    << " logprobs=" << row.logprobs << " top=" << row.num_top_logprobs
     << " adjust=[" << row.adjust_begin << "," << row.adjust_end << ")";
   return s.str();
 }
@@ -440,6 +442,237 @@ TEST_CASE("CUDA Sample reports bad rows and adjust tokens", "[cuda][sampling]") 
     CHECK(got.tokens[0] == want.tokens[0]);
     CHECK(Close(got.logprobs[0], want.logprobs[0]));
     CHECK(got.top_tokens == want.top_tokens);
+  }
+}
+
+// --- Speculative verification (SampleRow::draft_token) ---
+
+SampleRow DraftRow(int32_t logits_row, float temperature, int32_t top_k, float top_p,
+                   float min_p, double uniform, int32_t draft, double accept_uniform) {
+  SampleRow row = Row(logits_row, temperature, top_k, top_p, min_p, uniform);
+  row.draft_token = draft;
+  row.accept_uniform = accept_uniform;
+  return row;
+}
+
+// Ids of one logits row from most to least likely (the CPU's order).
+std::vector<int32_t> Order(const Case& c, int32_t logits_row) {
+  const float* x = c.logits.data() + logits_row * c.stride;
+  std::vector<int32_t> order(static_cast<size_t>(c.vocab));
+  for (int32_t i = 0; i < static_cast<int32_t>(c.vocab); ++i) order[static_cast<size_t>(i)] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+    const bool an = std::isnan(x[a]), bn = std::isnan(x[b]);
+    if (an != bn) return bn;
+    return !an && x[a] > x[b];
+  });
+  return order;
+}
+
+// Counts the rows whose draft the CPU accepted and rejected (sampled rows).
+std::pair<int, int> AcceptedRejected(const Case& c, const Result& cpu) {
+  int accepted = 0, rejected = 0;
+  for (size_t r = 0; r < c.rows.size(); ++r) {
+    const SampleRow& row = c.rows[r];
+    if (row.draft_token < 0 || row.temperature == 0.0f || row.top_k == 1) continue;
+    (cpu.tokens[r] == row.draft_token ? accepted : rejected) += 1;
+  }
+  return {accepted, rejected};
+}
+
+TEST_CASE("CUDA Sample verifies draft tokens as the CPU does", "[cuda][sampling][speculative]") {
+  // Vocabularies on both sides of the rank sort's limit (1024 candidates).
+  for (int64_t vocab : {2, 37, 300, 1500}) {
+    Case c;
+    c.vocab = vocab;
+    c.stride = vocab + 1;
+    c.num_logits_rows = 3;
+    // Row 0: spread logits; row 1: coarse ties with NaN and -inf; row 2: a
+    // peaked head over a long tail of negligible probability.
+    c.logits = Logits(3, vocab, c.stride, 31 + static_cast<uint32_t>(vocab), 3.0f, 0.0f);
+    const std::vector<float> ties = Logits(1, vocab, vocab, 77, 2.0f, 0.5f);
+    for (int64_t i = 0; i < vocab; ++i) {
+      float t = ties[static_cast<size_t>(i)];
+      if (i % 11 == 4) t = kNaN;
+      if (i % 13 == 6) t = -kInf;
+      c.logits[static_cast<size_t>(c.stride + i)] = t;
+      c.logits[static_cast<size_t>(2 * c.stride + i)] = -60.0f + static_cast<float>(i % 17);
+    }
+    if (vocab > 2) {
+      c.logits[static_cast<size_t>(2 * c.stride + 1)] = 0.0f;
+      c.logits[static_cast<size_t>(2 * c.stride + vocab - 1)] = -1.0f;
+    }
+    const int32_t v = static_cast<int32_t>(vocab);
+    std::mt19937 rng(static_cast<uint32_t>(vocab) * 7 + 1);
+    std::uniform_real_distribution<double> unif(0.0, 1.0);
+    std::uniform_int_distribution<int32_t> any_token(0, v - 1);
+    int n = 0;
+    for (int32_t logits_row = 0; logits_row < 3; ++logits_row) {
+      const std::vector<int32_t> order = Order(c, logits_row);
+      // Drafts: the most likely token, the next ones, the least likely
+      // (NaN or -inf where there are some), and a random one.
+      std::vector<int32_t> drafts = {order[0], order[std::min<size_t>(1, order.size() - 1)],
+                                     order[std::min<size_t>(4, order.size() - 1)], order.back(),
+                                     any_token(rng)};
+      for (float temperature : {0.0f, 0.7f, 1.0f, 1.8f}) {
+        for (int32_t top_k : {0, 1, 3}) {
+          for (float top_p : {1.0f, 0.6f}) {
+            for (float min_p : {0.0f, 0.2f}) {
+              if (temperature == 0.0f && (top_p != 1.0f || min_p != 0.0f)) continue;
+              for (int32_t draft : drafts) {
+                // Accept draws at the edges and in between; a plain row
+                // (no draft) now and then, so rows with and without mix.
+                const double a = (n % 5 == 0) ? 0.0 : (n % 5 == 1) ? std::nextafter(1.0, 0.0)
+                                                                   : unif(rng);
+                const double u = (n % 7 == 0) ? std::nextafter(1.0, 0.0) : unif(rng);
+                SampleRow row = DraftRow(logits_row, temperature, top_k, top_p, min_p, u,
+                                         n % 9 == 8 ? -1 : draft, a);
+                row.logprobs = n % 6 == 0;
+                row.num_top_logprobs = row.logprobs ? 2 : 0;
+                c.rows.push_back(row);
+                ++n;
+              }
+            }
+          }
+        }
+      }
+    }
+    c.max_top = 2;
+    INFO("vocab " << vocab << ", " << c.rows.size() << " rows");
+    ExpectSameAsCpu(c);
+    if (vocab >= 37) {
+      const auto [accepted, rejected] = AcceptedRejected(c, RunCpu(c));
+      CHECK(accepted > 20);
+      CHECK(rejected > 20);
+    }
+  }
+}
+
+TEST_CASE("CUDA Sample verifies drafts over many seeds as the CPU does",
+          "[cuda][sampling][speculative]") {
+  int accepted = 0, rejected = 0;
+  for (uint32_t seed = 0; seed < 24; ++seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<double> unif(0.0, 1.0);
+    Case c;
+    c.vocab = 50 + static_cast<int64_t>(rng() % 400);
+    c.stride = c.vocab + static_cast<int64_t>(rng() % 3);
+    c.num_logits_rows = 2;
+    c.logits = Logits(2, c.vocab, c.stride, 1000 + seed, 1.0f + static_cast<float>(seed % 5),
+                      seed % 3 == 0 ? 0.25f : 0.0f);
+    std::uniform_int_distribution<int32_t> any_token(0, static_cast<int32_t>(c.vocab) - 1);
+    // A few likely tokens above the rest, as a model's logits have.
+    for (int64_t r = 0; r < 2; ++r) {
+      for (float lift : {9.0f, 8.0f, 7.0f}) {
+        c.logits[static_cast<size_t>(r * c.stride + any_token(rng))] = lift;
+      }
+    }
+    for (int i = 0; i < 16; ++i) {
+      const int32_t logits_row = i % 2;
+      const std::vector<int32_t> order = Order(c, logits_row);
+      // Mostly likely drafts (as prompt lookup proposes), some anywhere.
+      const int32_t draft = i % 4 == 3 ? any_token(rng) : order[rng() % 6];
+      const float temperature = i % 8 == 7 ? 0.0f : 0.5f + static_cast<float>(unif(rng));
+      const int32_t top_k = i % 3 == 0 ? 0 : 2 + static_cast<int32_t>(rng() % 30);
+      const float top_p = i % 4 == 1 ? 1.0f : 0.5f + 0.5f * static_cast<float>(unif(rng));
+      const float min_p = i % 5 == 2 ? 0.05f : 0.0f;
+      c.rows.push_back(DraftRow(logits_row, temperature, top_k, top_p, min_p, unif(rng),
+                                i % 6 == 5 ? -1 : draft, unif(rng)));
+    }
+    INFO("seed " << seed << ", vocab " << c.vocab);
+    ExpectSameAsCpu(c);
+    const auto [a, r] = AcceptedRejected(c, RunCpu(c));
+    accepted += a;
+    rejected += r;
+  }
+  CHECK(accepted > 50);
+  CHECK(rejected > 50);
+}
+
+TEST_CASE("CUDA Sample rejects a greedy row's draft unless it is the argmax",
+          "[cuda][sampling][speculative]") {
+  Case c;
+  c.vocab = 20;
+  c.stride = 20;
+  c.num_logits_rows = 1;
+  c.logits = Logits(1, 20, 20, 5, 2.0f, 0.0f);
+  const int32_t argmax = Order(c, 0)[0];
+  for (int32_t draft : {argmax, (argmax + 1) % 20, -1}) {
+    c.rows.push_back(DraftRow(0, 0.0f, 0, 1.0f, 0.0f, 0.0, draft, 0.0));
+    c.rows.push_back(DraftRow(0, 0.9f, 1, 1.0f, 0.0f, 0.3, draft, 0.99));  // top_k = 1: greedy
+  }
+  const Result got = ExpectSameAsCpu(c);
+  for (int32_t token : got.tokens) CHECK(token == argmax);
+}
+
+// The draft is the most likely token and is rejected, and the probability
+// left for the draw is a few ulps of 1: the CPU's draw then runs past the
+// second candidate into a tail of tokens each below 2^-56 of the top one,
+// which the GPU's sorted candidates leave out. It must sort them all and
+// draw among them as the CPU does.
+TEST_CASE("CUDA Sample draws from the negligible tail after rejecting the top draft",
+          "[cuda][sampling][speculative]") {
+  for (int64_t vocab : {100, 1500}) {
+    Case c;
+    c.vocab = vocab;
+    c.stride = vocab;
+    c.num_logits_rows = 1;
+    c.logits.assign(static_cast<size_t>(vocab), -200.0f);
+    c.logits[7] = 0.0f;  // the draft
+    // Relative probability just above 2^-53: 1 + p rounds up to 1 + 2^-52.
+    c.logits[3] = static_cast<float>(std::log(0x1p-53 * 1.01));
+    // The tail: 2^-57 and a little less, some 60 tokens, unsorted by id.
+    for (int i = 0; i < 60; ++i) {
+      const int64_t id = 10 + (i * 37) % (vocab - 10);
+      c.logits[static_cast<size_t>(id)] =
+          static_cast<float>(std::log(0x1p-57)) - 0.001f * static_cast<float>(i % 13);
+    }
+    // accept_uniform * (1 + 2^-52) rounds to 1: the draft is rejected.
+    const double reject = std::nextafter(1.0, 0.0);
+    for (double u : {0.1, 0.5, 0.6, 0.75, 0.9, 0.99, std::nextafter(1.0, 0.0)}) {
+      c.rows.push_back(DraftRow(0, 1.0f, 0, 1.0f, 0.0f, u, 7, reject));
+    }
+    c.rows.push_back(DraftRow(0, 1.0f, 0, 1.0f, 0.0f, 0.9, 7, 0.5));  // accepted
+    c.rows.push_back(DraftRow(0, 1.0f, 0, 1.0f, 0.0f, 0.9, -1, 0.0));
+    // A negligible draft: rejected, except with accept_uniform 0.
+    c.rows.push_back(DraftRow(0, 1.0f, 0, 1.0f, 0.0f, 0.4, 10, 0.5));
+    c.rows.push_back(DraftRow(0, 1.0f, 0, 1.0f, 0.0f, 0.4, 10, 0.0));
+    c.rows_in_flight = 2;
+    INFO("vocab " << vocab);
+    const Result got = ExpectSameAsCpu(c);
+    const Result want = RunCpu(c);
+    // The test reaches the tail: some rejected rows drew a tail token.
+    int tail = 0;
+    for (size_t r = 0; r < 7; ++r) tail += want.tokens[r] != 3 && want.tokens[r] != 7;
+    CHECK(tail >= 2);
+    CHECK(want.tokens[7] == 7);
+    CHECK(want.tokens[9] != 10);
+    CHECK(want.tokens[10] == 10);
+    CHECK(got.tokens == want.tokens);
+  }
+}
+
+TEST_CASE("CUDA Sample reports a draft_token outside [-1, vocab)",
+          "[cuda][sampling][speculative]") {
+  Case c;
+  c.vocab = 16;
+  c.stride = 16;
+  c.num_logits_rows = 1;
+  c.logits = Logits(1, 16, 16, 2, 2.0f, 0.0f);
+  for (int32_t draft : {-2, 16}) {
+    INFO("draft " << draft);
+    c.rows = {DraftRow(0, 1.0f, 0, 1.0f, 0.0f, 0.3, 5, 0.2),
+              DraftRow(0, 1.0f, 0, 1.0f, 0.0f, 0.3, draft, 0.2)};
+    c.rows[1].logprobs = true;
+    const Result got = RunGpu(c);
+    CHECK(got.error.code == static_cast<int32_t>(DeviceErrorCode::kDraftToken));
+    CHECK(got.error.index == 1);
+    CHECK(got.error.value == draft);
+    CHECK(got.error.limit == 16);
+    CHECK(got.tokens[1] == -1);
+    CHECK(std::isnan(got.logprobs[1]));
+    Case good = c;
+    good.rows = {c.rows[0]};
+    CHECK(got.tokens[0] == RunCpu(good).tokens[0]);
   }
 }
 
