@@ -9,6 +9,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "engine/offline_test_util.h"
 #include "engine/worker_executor.h"
 #include "model/safetensors.h"
 #include "model/safetensors_writer.h"
@@ -24,50 +25,13 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 using model::KvCacheDType;
 
-struct Golden {
-  std::vector<int32_t> prompt_ids;
-  std::vector<int32_t> output_ids;
-  int32_t max_tokens = 0;
-};
-
-Golden ReadGolden(const fs::path& dir) {
-  std::ifstream in(dir / "golden/greedy.json");
-  const json j = json::parse(in, nullptr, false);
-  REQUIRE(j.is_object());
-  Golden g;
-  g.prompt_ids = j["prompt_ids"].get<std::vector<int32_t>>();
-  g.output_ids = j["greedy"]["output_ids"].get<std::vector<int32_t>>();
-  g.max_tokens = j["greedy"]["max_tokens"].get<int32_t>();
-  return g;
-}
-
-struct Llm {
-  std::unique_ptr<OfflineEngine> engine;
-  const WorkerExecutor* executor = nullptr;  // owned by engine
-  const model::ModelRunner& runner() const { return executor->runner(); }
-};
+using testing::Golden;
+using testing::Llm;
+using testing::ReadGolden;
 
 Llm Make(const fs::path& dir, KvCacheDType kv_dtype = KvCacheDType::kAuto,
          EngineOptions options = {}, uint64_t kv_bytes = 16ull << 20) {
-  auto weights = model::ModelWeights::Load({.dir = dir});
-  REQUIRE(weights.ok());
-  const std::vector<int64_t> eos = (*weights)->config().eos_token_ids;
-  auto worker = model::Worker::Create(
-      {.threads = 2, .runner = {.kv_cache_bytes = kv_bytes, .kv_cache_dtype = kv_dtype}},
-      std::move(*weights));
-  REQUIRE(worker.ok());
-  std::vector<std::unique_ptr<model::Worker>> workers;
-  workers.push_back(std::move(*worker));
-  auto executor = WorkerExecutor::Create(std::move(workers), 0);
-  REQUIRE(executor.ok());
-  Llm llm;
-  llm.executor = executor->get();
-  options.request_log = RequestLogFormat::kOff;
-  for (int64_t id : eos) options.eos_token_ids.push_back(static_cast<int32_t>(id));
-  auto engine = OfflineEngine::Create(options, std::move(*executor), nullptr);
-  REQUIRE(engine.ok());
-  llm.engine = std::move(*engine);
-  return llm;
+  return testing::MakeLlm(dir, kv_dtype, std::move(options), kv_bytes);
 }
 
 GenerateParams Greedy(const Golden& g) {

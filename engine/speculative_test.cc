@@ -5,16 +5,12 @@
 // min_tokens), and seeded sampled requests keep plain sampling's
 // distribution over many seeds.
 #include <cmath>
-#include <fstream>
 #include <map>
 
 #include <catch2/catch.hpp>
 
 #include "engine/offline.h"
-#include "engine/worker_executor.h"
-#include "model/weights.h"
-#include "model/worker.h"
-#include "nlohmann/json.hpp"
+#include "engine/offline_test_util.h"
 #include "testing/shared_data.h"
 
 namespace kestrel::engine {
@@ -22,37 +18,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Golden {
-  std::vector<int32_t> prompt_ids;
-  std::vector<int32_t> output_ids;
-};
-
-Golden ReadGolden(const fs::path& dir) {
-  std::ifstream in(dir / "golden/greedy.json");
-  const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-  REQUIRE(j.is_object());
-  return {j["prompt_ids"].get<std::vector<int32_t>>(),
-          j["greedy"]["output_ids"].get<std::vector<int32_t>>()};
-}
+using testing::Golden;
+using testing::ReadGolden;
 
 std::unique_ptr<OfflineEngine> Make(const fs::path& dir, EngineOptions options = {},
                                     uint64_t kv_bytes = 16ull << 20) {
-  auto weights = model::ModelWeights::Load({.dir = dir});
-  REQUIRE(weights.ok());
-  for (int64_t id : (*weights)->config().eos_token_ids) {
-    options.eos_token_ids.push_back(static_cast<int32_t>(id));
-  }
-  auto worker = model::Worker::Create({.threads = 2, .runner = {.kv_cache_bytes = kv_bytes}},
-                                      std::move(*weights));
-  REQUIRE(worker.ok());
-  std::vector<std::unique_ptr<model::Worker>> workers;
-  workers.push_back(std::move(*worker));
-  auto executor = WorkerExecutor::Create(std::move(workers), 0);
-  REQUIRE(executor.ok());
-  options.request_log = RequestLogFormat::kOff;
-  auto engine = OfflineEngine::Create(options, std::move(*executor), nullptr);
-  REQUIRE(engine.ok());
-  return std::move(*engine);
+  return testing::MakeLlm(dir, model::KvCacheDType::kAuto, std::move(options), kv_bytes).engine;
 }
 
 GenerateParams Greedy(std::vector<int32_t> prompt, int max_tokens, int spec) {
