@@ -189,6 +189,124 @@ void QueryPairs(const PagedAttentionParams& p, const WorkItem& item, const ItemS
   }
 }
 
+// bf16-dot runs: a row's keys are scored, passed through one online-softmax
+// step and added to its output kDotRunSlots positions at a time, so the
+// step's max, rescale and sums are paid once per run rather than per
+// kKeyTile keys. Runs are aligned to multiples of their length (so to
+// positions alone, and a chunk is a whole number of runs) and split into
+// pieces at block and kKeyTile boundaries.
+static_assert(kKeyChunk % isa::kDotRunSlots == 0);
+
+struct Piece {
+  int64_t pos, count;  // keys [pos, pos + count)
+};
+
+// The pieces of run [run, run + run_slots) within the keys [lowest_key,
+// last_pos], in order; returns their number (<= run_slots).
+int64_t SplitRun(int64_t run, int64_t run_slots, int64_t lowest_key, int64_t last_pos,
+                 int64_t bs, Piece* pieces) {
+  const int64_t end = std::min(run + run_slots, last_pos + 1);
+  int64_t num = 0;
+  for (int64_t pos = std::max(run, lowest_key); pos < end;) {
+    const int64_t piece_end =
+        std::min({(pos / isa::kKeyTile + 1) * isa::kKeyTile, (pos / bs + 1) * bs, end});
+    pieces[num++] = {pos, piece_end - pos};
+    pos = piece_end;
+  }
+  return num;
+}
+
+// The K and V regions (one (block, kv head) each) to prefetch while run
+// `run` of kv head g is computed (runs outer, heads inner): the blocks that
+// start in g's next run, and during the item's first run also those of
+// head g + 1's first run, which would otherwise wait for memory. Returns
+// their number (<= 2 * (2 * run_slots + 1)).
+template <typename T, typename HeadBase>
+int64_t NextRegions(const T* k_cache, const T* v_cache, const HeadBase& head_base, int64_t bs,
+                    int64_t run_slots, int64_t lowest_key, int64_t last_pos, int64_t kv_end,
+                    int64_t g, int64_t run, const void** out) {
+  const int64_t first_run = lowest_key / run_slots * run_slots;
+  int64_t n = 0;
+  auto add = [&](int64_t from, int64_t to, int64_t head) {
+    for (int64_t b = from; b < to; b += bs) {
+      out[n++] = k_cache + head_base(b, head);
+      out[n++] = v_cache + head_base(b, head);
+    }
+  };
+  if (run == first_run && g + 1 < kv_end) {
+    add(lowest_key / bs * bs, std::min(run + run_slots, last_pos + 1), g + 1);
+  }
+  const int64_t next = run + run_slots;
+  add((next + bs - 1) / bs * bs, std::min(next + run_slots, last_pos + 1), g);
+  return n;
+}
+
+// RunItem's bf16-dot path over a BF16 cache: the item's keys
+// [lowest_key, last_pos] in runs of kDotRunSlots positions, every row of a
+// kv head's group at once (Bf16DotRun). `state` as RunItem's, already
+// initialised.
+void RunDotRuns(const PagedAttentionParams& p, const isa::AttentionVecOps& vec, float scale,
+                const WorkItem& item, int64_t lowest_key, int64_t last_pos, float* state) {
+  constexpr int64_t kRun = isa::kDotRunSlots;
+  const uint16_t* k_cache = static_cast<const uint16_t*>(p.k_cache);
+  const uint16_t* v_cache = static_cast<const uint16_t*>(p.v_cache);
+  const int64_t d = p.head_dim, bs = p.block_size, pairs = (d + 1) / 2;
+  const ItemShape shape(p, item);
+  const int64_t group = shape.group, tokens = shape.tokens, rows = shape.rows;
+  const int64_t n_new = p.query_start[item.seq + 1] - p.query_start[item.seq];
+  const int64_t first_pos = p.context_lens[item.seq] - n_new;  // position of new token 0
+  const int32_t* table = p.block_tables + item.seq * p.block_table_stride;
+  const int64_t head_elems = d * bs;
+  auto head_base = [&](int64_t key, int64_t g) {
+    return (static_cast<int64_t>(table[key / bs]) * p.num_kv_heads + g) * head_elems;
+  };
+  float* m = state;
+  float* l = m + rows;
+  float* acc = l + rows;
+
+  // The query pairs once per item, the rows' visible slots once per run.
+  thread_local std::vector<uint32_t> q_pairs;
+  thread_local std::vector<int32_t> row_lo, row_hi;
+  QueryPairs(p, item, shape, scale, &q_pairs);
+  row_lo.resize(static_cast<size_t>(tokens * group));
+  row_hi.resize(static_cast<size_t>(tokens * group));
+
+  Piece pieces[kRun];  // at most one key per piece (block size 1)
+  isa::Bf16DotSegment segs[kRun];
+  const void* prefetch[2 * (2 * kRun + 1)];
+  for (int64_t run = lowest_key / kRun * kRun; run <= last_pos; run += kRun) {
+    const int64_t num = SplitRun(run, kRun, lowest_key, last_pos, bs, pieces);
+    // Every kv head's rows share the tile's token positions.
+    for (int64_t t = 0; t < tokens; ++t) {
+      const int64_t pos = first_pos + item.t_begin + t;
+      const int64_t lo = p.sliding_window > 0 ? pos - p.sliding_window + 1 - run : -1;
+      const int64_t hi = pos - run;
+      for (int64_t h = 0; h < group; ++h) {
+        row_lo[t * group + h] = static_cast<int32_t>(std::clamp<int64_t>(lo, -1, kRun));
+        row_hi[t * group + h] = static_cast<int32_t>(std::clamp<int64_t>(hi, -1, kRun));
+      }
+    }
+    for (int64_t g = item.kv_begin; g < item.kv_end; ++g) {
+      const int64_t num_prefetch = NextRegions(k_cache, v_cache, head_base, bs, kRun, lowest_key,
+                                               last_pos, item.kv_end, g, run, prefetch);
+      for (int64_t i = 0; i < num; ++i) {
+        const int64_t base = head_base(pieces[i].pos, g), in_block = pieces[i].pos % bs;
+        segs[i] = {.k = k_cache + base + in_block,
+                   .v = v_cache + base + in_block * d,
+                   .slot = static_cast<int32_t>(pieces[i].pos - run),
+                   .count = static_cast<int32_t>(pieces[i].count)};
+      }
+      const int64_t r0 = (g - item.kv_begin) * tokens * group;
+      vec.bf16_dot_run({.segs = segs, .num_segs = num, .k_stride = bs, .d = d,
+                        .rows = tokens * group, .q = q_pairs.data() + r0 * pairs,
+                        .q_stride = pairs, .lo = row_lo.data(), .hi = row_hi.data(),
+                        .m = m + r0, .l = l + r0, .acc = acc + r0 * d, .acc_stride = d,
+                        .prefetch = prefetch, .num_prefetch = num_prefetch,
+                        .prefetch_bytes = head_elems * static_cast<int64_t>(sizeof(uint16_t))});
+    }
+  }
+}
+
 // Runs one item: its rows' online-softmax state over its key range, into
 // `state` ([rows] m, [rows] l, [rows, d] acc, in that order).
 template <typename T>
@@ -221,6 +339,10 @@ void RunItem(const PagedAttentionParams& p, const isa::AttentionVecOps& vec, flo
     lowest_key =
         std::max<int64_t>(lowest_key, first_pos + item.t_begin - p.sliding_window + 1);
   }
+  if constexpr (std::is_same_v<T, uint16_t>) {
+    if (bf16_dot) return RunDotRuns(p, vec, scale, item, lowest_key, last_pos, state);
+  }
+
   constexpr int64_t kTile = isa::kKeyTile;
   // Scores of one run for one row; room for an unaligned 16-wide read
   // starting anywhere in the first 16.
@@ -233,16 +355,6 @@ void RunItem(const PagedAttentionParams& p, const isa::AttentionVecOps& vec, flo
     return (static_cast<int64_t>(table[key / bs]) * p.num_kv_heads + g) * head_elems;
   };
 
-  // bf16 dot products: the query pairs once per item, the rows' visible key
-  // ranges once per run.
-  thread_local std::vector<uint32_t> q_pairs;
-  thread_local std::vector<int32_t> row_lo, row_hi;
-  if (bf16_dot) {
-    QueryPairs(p, item, shape, scale, &q_pairs);
-    row_lo.resize(static_cast<size_t>(tokens * group));
-    row_hi.resize(static_cast<size_t>(tokens * group));
-  }
-
   // Keys are visited in runs of up to kTile slots that never cross a block.
   for (int64_t sub = lowest_key; sub <= last_pos;) {
     const int64_t block_end = (sub / bs + 1) * bs;
@@ -253,38 +365,11 @@ void RunItem(const PagedAttentionParams& p, const isa::AttentionVecOps& vec, flo
     // so the hardware prefetcher cannot guess them), a slice per query head
     // so the prefetches never queue up behind each other.
     const bool prefetch_next = sub_end == block_end && sub_end <= last_pos;
-    if (bf16_dot) {
-      // Every kv head's rows share the tile's token positions.
-      for (int64_t t = 0; t < tokens; ++t) {
-        const int64_t pos = first_pos + item.t_begin + t;
-        const int64_t lo = p.sliding_window > 0 ? pos - p.sliding_window + 1 - sub : -1;
-        const int64_t hi = pos - sub;
-        for (int64_t h = 0; h < group; ++h) {
-          row_lo[t * group + h] = static_cast<int32_t>(std::max<int64_t>(lo, -1));
-          row_hi[t * group + h] = static_cast<int32_t>(std::min<int64_t>(hi, kTile));
-        }
-      }
-    }
     for (int64_t g = item.kv_begin; g < item.kv_end; ++g) {
       const int64_t base = head_base(sub, g);
       const int64_t next = prefetch_next ? head_base(sub_end, g) : -1;
       const T* kt = k_cache + base + in_block;       // [d, bs], this run's columns
       const T* vb = v_cache + base + in_block * d;   // [sub_end - sub, d]
-      if constexpr (std::is_same_v<T, uint16_t>) {
-        if (bf16_dot) {
-          if (next >= 0) {
-            Prefetch(k_cache + next, head_elems * static_cast<int64_t>(sizeof(T)));
-            Prefetch(v_cache + next, head_elems * static_cast<int64_t>(sizeof(T)));
-          }
-          const int64_t r0 = (g - item.kv_begin) * tokens * group;
-          const int64_t pairs = (d + 1) / 2;
-          vec.bf16_dot_run({.k = kt, .k_stride = bs, .v = vb, .count = sub_end - sub, .d = d,
-                            .rows = tokens * group, .q = q_pairs.data() + r0 * pairs,
-                            .q_stride = pairs, .lo = row_lo.data(), .hi = row_hi.data(),
-                            .m = m + r0, .l = l + r0, .acc = acc + r0 * d, .acc_stride = d});
-          continue;
-        }
-      }
       for (int64_t t = 0; t < tokens; ++t) {
         const int64_t pos = first_pos + item.t_begin + t;
         int64_t lo = sub;

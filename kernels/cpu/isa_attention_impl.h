@@ -211,103 +211,230 @@ void AccumulateV(float* acc, float alpha, const float* p, const E* v, int64_t v_
 template <class T>
 constexpr int kDotRows = kRunVecs<T> >= 8 ? 1 : 8 / kRunVecs<T>;
 constexpr int64_t kDotRowBatch = 64;
+// Slot groups scored (and vectors of d weighed) per pass: two where the
+// register file holds 2 x 8 accumulators (AVX-512), one otherwise.
+template <class T>
+constexpr int kDotGroups = kRunVecs<T> == 1 ? 2 : 1;
+
+// A run is kDotRunSlots / kKeyTile slot groups of kKeyTile slots (kRunVecs
+// vectors each). The K and V pairs of group gr go to kp[i * VR + gr * VG + c]
+// (keys [c L, c L + L) of the group, K rows 2i and 2i + 1) and
+// vp[c * kRunPairs + gr * kKeyTile / 2 + j] (elements [c L, c L + L) of the
+// group's keys 2j and 2j + 1); slots without a key read as zero. A group
+// that one segment fills from its first slot (every block of >= kKeyTile
+// keys) is zipped straight from the cache; any other (small blocks, a
+// sliding window starting inside it) is staged through a zero tile first.
+template <class T>
+void ZipDotGroup(const Bf16DotRun& a, int64_t gr, int64_t seg_begin, int64_t seg_end,
+                 uint16_t* stage, typename T::Bf16Pairs* kp, typename T::Bf16Pairs* vp) {
+  constexpr int L = T::kLanes;
+  constexpr int VG = kRunVecs<T>;
+  constexpr int VR = VG * static_cast<int>(kDotRunSlots / kKeyTile);
+  constexpr int64_t kRunPairs = kDotRunSlots / 2;
+  const int64_t d = a.d, dpairs = (d + 1) / 2, dvecs = (d + L - 1) / L;
+  const int64_t g0 = gr * kKeyTile;
+  const Bf16DotSegment& s0 = a.segs[seg_begin];
+  const Bf16DotSegment& s1 = a.segs[seg_end - 1];
+  const int64_t n = s1.slot + s1.count - g0;  // the group's slots [0, n) are read
+  const bool direct = seg_end - seg_begin == 1 && s0.slot == g0;
+  const uint16_t* kt = s0.k;
+  int64_t kt_stride = a.k_stride;
+  if (!direct) {
+    for (int64_t i = 0; i < d * kKeyTile; ++i) stage[i] = 0;
+    for (int64_t sg = seg_begin; sg < seg_end; ++sg) {
+      const Bf16DotSegment& seg = a.segs[sg];
+      for (int64_t i = 0; i < d; ++i) {
+        for (int64_t j = 0; j < seg.count; ++j) {
+          stage[i * kKeyTile + (seg.slot - g0) + j] = seg.k[i * a.k_stride + j];
+        }
+      }
+    }
+    kt = stage;
+    kt_stride = kKeyTile;
+  }
+  for (int64_t i = 0; i < dpairs; ++i) {
+    const uint16_t* r0 = kt + 2 * i * kt_stride;
+    const bool has_r1 = 2 * i + 1 < d;
+    #pragma GCC unroll 16
+    for (int c = 0; c < VG; ++c) {
+      const int64_t left = n - c * L;
+      const int64_t nn = left <= 0 ? 0 : left >= L ? L : left;
+      kp[i * VR + gr * VG + c] = T::ZipBf16(r0 + c * L, nn, has_r1 ? r0 + kt_stride + c * L : nullptr,
+                                            has_r1 ? nn : 0);
+    }
+  }
+  const uint16_t* vb = s0.v;
+  if (!direct) {
+    for (int64_t i = 0; i < n * d; ++i) stage[i] = 0;
+    for (int64_t sg = seg_begin; sg < seg_end; ++sg) {
+      const Bf16DotSegment& seg = a.segs[sg];
+      for (int64_t i = 0; i < seg.count * d; ++i) stage[(seg.slot - g0) * d + i] = seg.v[i];
+    }
+    vb = stage;
+  }
+  const int64_t pairs = (n + 1) / 2;
+  for (int64_t c = 0; c < dvecs; ++c) {
+    const int64_t nc = d - c * L < L ? d - c * L : L;
+    for (int64_t j = 0; j < pairs; ++j) {
+      const uint16_t* v0 = vb + 2 * j * d + c * L;
+      const bool has_v1 = 2 * j + 1 < n;
+      vp[c * kRunPairs + gr * (kKeyTile / 2) + j] =
+          T::ZipBf16(v0, nc, has_v1 ? v0 + d : nullptr, has_v1 ? nc : 0);
+    }
+  }
+}
+
+// Walks Bf16DotRun::prefetch a few cache lines at a time, so that the next
+// run's loads are spread through this run's arithmetic: issued in one
+// burst they fill the miss queue and stall the loads being computed on.
+class PrefetchCursor {
+ public:
+  explicit PrefetchCursor(const Bf16DotRun& a)
+      : regions_(reinterpret_cast<const char* const*>(a.prefetch)),
+        num_(a.num_prefetch),
+        bytes_(a.prefetch_bytes) {}
+  // Lines per step so that `steps` steps cover every region.
+  void Pace(int64_t steps) {
+    const int64_t lines = num_ * ((bytes_ + 63) / 64);
+    per_step_ = steps > 0 ? (lines + steps - 1) / steps : lines;
+  }
+  void Step() {
+    for (int64_t k = 0; k < per_step_ && f_ < num_; ++k) {
+      __builtin_prefetch(regions_[f_] + off_, 0, 1);
+      off_ += 64;
+      if (off_ >= bytes_) off_ = 0, ++f_;
+    }
+  }
+  void Rest() {
+    per_step_ = int64_t{1} << 40;
+    Step();
+  }
+
+ private:
+  const char* const* regions_;
+  int64_t num_, bytes_;
+  int64_t f_ = 0, off_ = 0, per_step_ = 0;
+};
 
 template <class T>
 void Bf16DotRunImpl(const Bf16DotRun& a) {
   using Vec = typename T::Vec;
   using Pairs = typename T::Bf16Pairs;
   constexpr int L = T::kLanes;
-  constexpr int V = kRunVecs<T>;
+  constexpr int VG = kRunVecs<T>;
+  constexpr int64_t kGroups = kDotRunSlots / kKeyTile;
+  constexpr int VR = VG * static_cast<int>(kGroups);
   constexpr int R = kDotRows<T>;
-  constexpr int64_t kHalf = kKeyTile / 2;
-  const int64_t d = a.d, count = a.count;
-  const int64_t dpairs = (d + 1) / 2, key_pairs = (count + 1) / 2, dvecs = (d + L - 1) / L;
+  constexpr int64_t kRunPairs = kDotRunSlots / 2;
+  static_assert(kDotRunSlots % kKeyTile == 0 && kKeyTile % 2 == 0);
+  const int64_t d = a.d;
+  const int64_t dpairs = (d + 1) / 2, dvecs = (d + L - 1) / L;
+  // The run's keys are the slots [first, span); the groups [g_begin, g_end)
+  // hold them, and every row works over those groups' slots, so the sums
+  // below run over the same slots in the same order whatever the segments.
+  const int64_t first = a.segs[0].slot;
+  const int64_t span = a.segs[a.num_segs - 1].slot + a.segs[a.num_segs - 1].count;
+  const int64_t g_begin = first / kKeyTile, g_end = (span + kKeyTile - 1) / kKeyTile;
+  const int64_t v_begin = g_begin * VG, v_end = g_end * VG;
+  const int64_t slot_begin = g_begin * kKeyTile, slot_end = g_end * kKeyTile;
+  const int64_t pair_begin = slot_begin / 2, pair_end = (span + 1) / 2;
 
-  // The run's keys as pairs along d (kp[i * V + c]: keys [c L, c L + L) of
-  // K rows 2i and 2i + 1) and its values as pairs of keys (vp[c * kHalf + j]:
-  // elements [c L, c L + L) of keys 2j and 2j + 1). Built once, read by
-  // every row from L1; slots past `count` and rows past d read as zero.
-  alignas(64) Pairs kp[(kMaxAttentionHeadDim / 2) * V];
-  alignas(64) Pairs vp[(kMaxAttentionHeadDim / L + 1) * kHalf];
-  for (int64_t i = 0; i < dpairs; ++i) {
-    const uint16_t* r0 = a.k + 2 * i * a.k_stride;
-    const bool has_r1 = 2 * i + 1 < d;
-    #pragma GCC unroll 16
-    for (int c = 0; c < V; ++c) {
-      const int64_t left = count - c * L;
-      const int64_t n = left <= 0 ? 0 : left >= L ? L : left;
-      kp[i * V + c] = T::ZipBf16(r0 + c * L, n, has_r1 ? r0 + a.k_stride + c * L : nullptr,
-                                 has_r1 ? n : 0);
-    }
-  }
-  for (int64_t c = 0; c < dvecs; ++c) {
-    const int64_t n = d - c * L < L ? d - c * L : L;
-    for (int64_t j = 0; j < key_pairs; ++j) {
-      const uint16_t* v0 = a.v + 2 * j * d + c * L;
-      const bool has_v1 = 2 * j + 1 < count;
-      vp[c * kHalf + j] = T::ZipBf16(v0, n, has_v1 ? v0 + d : nullptr, has_v1 ? n : 0);
-    }
+  // Built once per run, read by every row from L1.
+  alignas(64) Pairs kp[(kMaxAttentionHeadDim / 2) * VR];
+  alignas(64) Pairs vp[(kMaxAttentionHeadDim / L + 1) * kRunPairs];
+  alignas(64) uint16_t stage[kMaxAttentionHeadDim * kKeyTile];
+  for (int64_t gr = g_begin, sg = 0; gr < g_end; ++gr) {
+    int64_t sg_end = sg;
+    while (sg_end < a.num_segs && a.segs[sg_end].slot < (gr + 1) * kKeyTile) ++sg_end;
+    ZipDotGroup<T>(a, gr, sg, sg_end, stage, kp, vp);
+    sg = sg_end;
   }
 
-  alignas(64) float s[kDotRowBatch][kKeyTile];
-  alignas(64) uint16_t p16[kDotRowBatch][kKeyTile];
+  alignas(64) float s[kDotRowBatch][kDotRunSlots];
+  alignas(64) uint16_t p16[kDotRowBatch][kDotRunSlots];
   float alpha[kDotRowBatch];
   bool active[kDotRowBatch];
   const float neg_inf = -__builtin_inff();
+  PrefetchCursor prefetch(a);
+  {
+    // Steps: every d pair of every scoring pass and every key pair of every
+    // weighing pass of the first row batch.
+    const int64_t row_groups = ((a.rows < kDotRowBatch ? a.rows : kDotRowBatch) + R - 1) / R;
+    const int64_t ng = g_end - g_begin;
+    const int64_t score_passes = (ng + kDotGroups<T> - 1) / kDotGroups<T> * row_groups;
+    const int64_t weigh_passes = (dvecs + kDotGroups<T> - 1) / kDotGroups<T> * row_groups;
+    prefetch.Pace(score_passes * dpairs + weigh_passes * (pair_end - pair_begin));
+  }
   for (int64_t row0 = 0; row0 < a.rows; row0 += kDotRowBatch) {
     const int64_t nr = a.rows - row0 < kDotRowBatch ? a.rows - row0 : kDotRowBatch;
-    // Scores: R rows at a time (spare slots of the last group repeat its
-    // last row and are not stored).
-    for (int64_t rb = 0; rb < nr; rb += R) {
-      const uint32_t* q[R];
-      #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) q[r] = a.q + (row0 + (rb + r < nr ? rb + r : nr - 1)) * a.q_stride;
-      Vec acc[R][V];
-      #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r)
-        #pragma GCC unroll 16
-        for (int c = 0; c < V; ++c) acc[r][c] = T::Zero();
-      for (int64_t i = 0; i < dpairs; ++i) {
-        #pragma GCC unroll 16
-        for (int c = 0; c < V; ++c) {
-          const Pairs kv = kp[i * V + c];
-          #pragma GCC unroll 8
-          for (int r = 0; r < R; ++r) acc[r][c] = T::DotBf16(acc[r][c], T::SplatPair(q[r][i]), kv);
+    // Scores, kDotGroups slot groups at a time: R rows at a time (spare
+    // slots of the last row group repeat its last row and are not stored).
+    auto score = [&]<int NG>(int64_t gr) {
+      for (int64_t rb = 0; rb < nr; rb += R) {
+        const uint32_t* q[R];
+        #pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) q[r] = a.q + (row0 + (rb + r < nr ? rb + r : nr - 1)) * a.q_stride;
+        Vec acc[R][NG * VG];
+        #pragma GCC unroll 8
+        for (int r = 0; r < R; ++r)
+          #pragma GCC unroll 16
+          for (int c = 0; c < NG * VG; ++c) acc[r][c] = T::Zero();
+        const Pairs* kg = kp + gr * VG;
+        for (int64_t i = 0; i < dpairs; ++i) {
+          if (row0 == 0) prefetch.Step();
+          #pragma GCC unroll 16
+          for (int c = 0; c < NG * VG; ++c) {
+            const Pairs kv = kg[i * VR + c];
+            #pragma GCC unroll 8
+            for (int r = 0; r < R; ++r) acc[r][c] = T::DotBf16(acc[r][c], T::SplatPair(q[r][i]), kv);
+          }
+        }
+        #pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+          if (rb + r >= nr) break;
+          #pragma GCC unroll 16
+          for (int c = 0; c < NG * VG; ++c) T::Store(s[rb + r] + gr * kKeyTile + c * L, acc[r][c]);
         }
       }
-      #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        if (rb + r >= nr) break;
-        #pragma GCC unroll 16
-        for (int c = 0; c < V; ++c) T::Store(s[rb + r] + c * L, acc[r][c]);
+    };
+    for (int64_t gr = g_begin; gr < g_end; gr += kDotGroups<T>) {
+      if (kDotGroups<T> == 2 && gr + 1 < g_end) {
+        score.template operator()<kDotGroups<T>>(gr);
+      } else {
+        for (int64_t g = gr; g < g_end && g < gr + kDotGroups<T>; ++g) score.template operator()<1>(g);
       }
     }
-    // One online-softmax step per row; p rounded to bf16, and the
-    // denominator sums the rounded values, so the weights still sum to 1.
+    // One online-softmax step per row over the whole run: one max, one
+    // rescale and one sum for up to kDotRunSlots keys. p is rounded to
+    // bf16, and the denominator sums the rounded values, so the weights
+    // still sum to 1.
     for (int64_t r = 0; r < nr; ++r) {
       const int64_t row = row0 + r;
-      const int64_t lo = a.lo[row] > 0 ? a.lo[row] : 0;
-      const int64_t hi = a.hi[row] < count - 1 ? a.hi[row] : count - 1;
+      const int64_t lo = a.lo[row] > first ? a.lo[row] : first;
+      const int64_t hi = a.hi[row] < span - 1 ? a.hi[row] : span - 1;
       active[r] = lo <= hi;
       alpha[r] = 1.0f;
       if (!active[r]) {
-        for (int64_t j = 0; j < kKeyTile; ++j) p16[r][j] = 0;
+        for (int64_t j = slot_begin; j < slot_end; ++j) p16[r][j] = 0;
         continue;
       }
       float* sr = s[r];
-      const bool partial = lo > 0 || hi < kKeyTile - 1;
+      const bool partial = lo > slot_begin || hi < slot_end - 1;
       if (partial) {
-        for (int64_t j = 0; j < lo; ++j) sr[j] = neg_inf;
-        for (int64_t j = hi + 1; j < kKeyTile; ++j) sr[j] = neg_inf;
+        for (int64_t j = slot_begin; j < lo; ++j) sr[j] = neg_inf;
+        for (int64_t j = hi + 1; j < slot_end; ++j) sr[j] = neg_inf;
       }
-      Vec v[V];
-      float run_max = neg_inf;
-      #pragma GCC unroll 16
-      for (int c = 0; c < V; ++c) {
+      // Zero-initialised only because GCC cannot see that the later loops
+      // read no vector the first one did not write.
+      Vec v[VR] = {};
+      Vec vmax = T::Set1(neg_inf);
+      #pragma GCC unroll 64
+      for (int c = 0; c < VR; ++c) {
+        if (c < v_begin || c >= v_end) continue;
         v[c] = T::Load(sr + c * L);
-        const float x = T::ReduceMaxMasked(v[c], T::TailMask(L));
-        run_max = x > run_max ? x : run_max;
+        vmax = T::Max(vmax, v[c]);
       }
+      const float run_max = T::ReduceMaxMasked(vmax, T::TailMask(L));
       const float m_old = a.m[row];
       const float m_new = run_max > m_old ? run_max : m_old;
       // exp(-inf) would clamp to exp(-87), not 0: the first step says 0 itself.
@@ -315,53 +442,80 @@ void Bf16DotRunImpl(const Bf16DotRun& a) {
                        : m_old == neg_inf ? 0.0f
                                           : T::First(Exp<T>(T::Set1(m_old - m_new)));
       const Vec vm = T::Set1(m_new);
-      #pragma GCC unroll 16
-      for (int c = 0; c < V; ++c) T::StoreBf16(p16[r] + c * L, Exp<T>(T::Sub(v[c], vm)));
+      uint16_t* pr = p16[r];
+      #pragma GCC unroll 64
+      for (int c = 0; c < VR; ++c) {
+        if (c < v_begin || c >= v_end) continue;
+        T::StoreBf16(pr + c * L, Exp<T>(T::Sub(v[c], vm)));
+      }
       if (partial) {
-        for (int64_t j = 0; j < lo; ++j) p16[r][j] = 0;
-        for (int64_t j = hi + 1; j < kKeyTile; ++j) p16[r][j] = 0;
+        for (int64_t j = slot_begin; j < lo; ++j) pr[j] = 0;
+        for (int64_t j = hi + 1; j < slot_end; ++j) pr[j] = 0;
       }
-      float sum = 0.0f;
-      #pragma GCC unroll 16
-      for (int c = 0; c < V; ++c) {
-        const float x = T::ReduceAdd(T::LoadBf16(p16[r] + c * L));
-        sum = c == 0 ? x : sum + x;
+      Vec vsum = T::Zero();
+      #pragma GCC unroll 64
+      for (int c = 0; c < VR; ++c) {
+        if (c < v_begin || c >= v_end) continue;
+        vsum = T::Add(vsum, T::LoadBf16(pr + c * L));
       }
-      a.l[row] = a.l[row] * al + sum;
+      a.l[row] = a.l[row] * al + T::ReduceAdd(vsum);
       a.m[row] = m_new;
       alpha[r] = al;
     }
-    // acc = acc * alpha + p · V, one vector of d at a time.
-    for (int64_t c = 0; c < dvecs; ++c) {
-      const typename T::Mask mask = T::TailMask(d - c * L < L ? d - c * L : L);
-      const Pairs* vc = vp + c * kHalf;
+    // acc = acc * alpha + p · V, kDotGroups vectors of d at a time (every
+    // p pair loaded once for them), over the run's key pairs (inactive
+    // rows compute on zero p and are not stored).
+    auto weigh = [&]<int NC>(int64_t c0) {
+      typename T::Mask mask[NC];
+      #pragma GCC unroll 2
+      for (int c = 0; c < NC; ++c) {
+        const int64_t left = d - (c0 + c) * L;
+        mask[c] = T::TailMask(left < L ? left : L);
+      }
+      const Pairs* vc = vp + c0 * kRunPairs;
       for (int64_t rb = 0; rb < nr; rb += R) {
         float* o[R];
         const uint16_t* pr[R];
-        Vec acc[R];
+        Vec acc[R][NC];
         #pragma GCC unroll 8
         for (int r = 0; r < R; ++r) {
           const int64_t rr = rb + r < nr ? rb + r : nr - 1;
-          o[r] = a.acc + (row0 + rr) * a.acc_stride + c * L;
+          o[r] = a.acc + (row0 + rr) * a.acc_stride + c0 * L;
           pr[r] = p16[rr];
-          acc[r] = T::Mul(T::LoadMasked(o[r], mask), T::Set1(alpha[rr]));
+          const Vec al = T::Set1(alpha[rr]);
+          #pragma GCC unroll 2
+          for (int c = 0; c < NC; ++c) acc[r][c] = T::Mul(T::LoadMasked(o[r] + c * L, mask[c]), al);
         }
-        for (int64_t j = 0; j < key_pairs; ++j) {
-          const Pairs vv = vc[j];
+        for (int64_t j = pair_begin; j < pair_end; ++j) {
+          if (row0 == 0) prefetch.Step();
+          Pairs vv[NC];
+          #pragma GCC unroll 2
+          for (int c = 0; c < NC; ++c) vv[c] = vc[c * kRunPairs + j];
           #pragma GCC unroll 8
           for (int r = 0; r < R; ++r) {
             uint32_t w;
             __builtin_memcpy(&w, pr[r] + 2 * j, sizeof w);
-            acc[r] = T::DotBf16(acc[r], T::SplatPair(w), vv);
+            const Pairs pw = T::SplatPair(w);
+            #pragma GCC unroll 2
+            for (int c = 0; c < NC; ++c) acc[r][c] = T::DotBf16(acc[r][c], pw, vv[c]);
           }
         }
         #pragma GCC unroll 8
         for (int r = 0; r < R; ++r) {
-          if (rb + r < nr && active[rb + r]) T::StoreMasked(o[r], mask, acc[r]);
+          if (rb + r < nr && active[rb + r]) {
+            #pragma GCC unroll 2
+            for (int c = 0; c < NC; ++c) T::StoreMasked(o[r] + c * L, mask[c], acc[r][c]);
+          }
         }
       }
+    };
+    int64_t c = 0;
+    if constexpr (kDotGroups<T> == 2) {
+      for (; c + 2 <= dvecs; c += 2) weigh.template operator()<2>(c);
     }
+    for (; c < dvecs; ++c) weigh.template operator()<1>(c);
   }
+  prefetch.Rest();
 }
 
 template <class T>

@@ -91,33 +91,50 @@ void QuantizeI8Avx512(const float* x, int64_t ldx, int64_t m, int64_t k, int8_t*
 // FMAs and no horizontal sums.
 constexpr int64_t kKeyTile = 16;
 
-// One run of up to kKeyTile keys of one (block, kv head) of a BF16 cache for
-// the query rows of that kv head, with bf16 dot products (vdpbf16ps):
-// scores from q rounded to bf16 (scale folded in), an online-softmax step
-// per row, and p rounded to bf16 for the weighted sum of V (the
-// denominator sums the same rounded p). Each row's arithmetic is the same
-// whatever the other rows are (batch and tile invariance).
+// One run of a BF16 cache for the query rows of one kv head, with bf16 dot
+// products (vdpbf16ps): scores from q rounded to bf16 (scale folded in),
+// one online-softmax step per row over the whole run, and p rounded to
+// bf16 for the weighted sum of V (the denominator sums the same rounded p).
+// A run covers the kDotRunSlots positions [R, R + kDotRunSlots) for R a
+// multiple of kDotRunSlots; slot j is position R + j. Its keys come in
+// segments (one per block and kKeyTile-aligned slot group they touch), and
+// everything a row computes is laid out by slot, so each row's arithmetic
+// is the same whatever the other rows are and however the blocks split the
+// run (batch and tile invariance).
 constexpr int64_t kMaxAttentionHeadDim = 512;
+constexpr int64_t kDotRunSlots = 64;  // a multiple of kKeyTile; divides 256
+struct Bf16DotSegment {
+  const uint16_t* k;  // the first key's column in its K tile [d, k_stride]
+  const uint16_t* v;  // the first key's row of V [count, d] (row stride d)
+  int32_t slot;       // run slot of the first key
+  int32_t count;      // >= 1 keys; never crosses a multiple of kKeyTile slots
+};
 struct Bf16DotRun {
-  const uint16_t* k;  // the run's first key column in the K tile [d, k_stride]
-  int64_t k_stride;   // block_size
-  const uint16_t* v;  // the run's first key row of V [count, d] (row stride d)
-  int64_t count;      // keys in the run, 1..kKeyTile; nothing past them is read
-  int64_t d;          // head dim, 1..kMaxAttentionHeadDim
+  // [num_segs] in slot order, contiguous slots: the keys that exist (and
+  // that some row may see); nothing else of the cache is read.
+  const Bf16DotSegment* segs;
+  int64_t num_segs;  // >= 1
+  int64_t k_stride;  // block_size
+  int64_t d;         // head dim, 1..kMaxAttentionHeadDim
   int64_t rows;
   // [rows, q_stride] 32-bit words: element pairs (2i, 2i+1) of q * scale
   // rounded to bf16, the even element in the low half (d odd: the last
   // pair's high half is 0).
   const uint32_t* q;
   int64_t q_stride;  // >= ceil(d / 2)
-  // [rows]: the run-relative keys [lo, hi] each row may see (causal and
-  // sliding window); a row whose range misses [0, count) is left alone.
+  // [rows]: the run slots [lo, hi] each row may see (causal and sliding
+  // window); a row whose range misses the segments is left alone.
   const int32_t* lo;
   const int32_t* hi;
   float* m;    // [rows] running max of the scores
   float* l;    // [rows] running denominator
   float* acc;  // [rows, d] unnormalised output, row stride acc_stride
   int64_t acc_stride;
+  // [num_prefetch] regions of prefetch_bytes each (the next run's blocks),
+  // issued to L2 while this run is computed.
+  const void* const* prefetch;
+  int64_t num_prefetch;
+  int64_t prefetch_bytes;
 };
 
 struct AttentionVecOps {
