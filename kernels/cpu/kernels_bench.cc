@@ -203,20 +203,26 @@ void BenchAttention(ThreadPool* pool, BandwidthProbe* probe, int reps, int64_t b
   const int64_t blocks_per_seq = (ctx + bs - 1) / bs;
   const int64_t num_blocks = batch * blocks_per_seq;
   // Every element 0.01 (as F32, or as bf16 0x3c24 in both halves of each
-  // float's bytes); room for F32 either way.
-  std::vector<float> kc(static_cast<size_t>(num_blocks * bs * kv_heads * d), 0.01f);
-  if (shape.kv == DType::kBF16) {
-    const uint32_t pair = 0x3c243c24u;
-    for (float& x : kc) std::memcpy(&x, &pair, sizeof x);
+  // float's bytes); room for F32 either way. Huge-page-advised anonymous
+  // memory, as the server's KV pool is (CpuDevice::AllocateRaw).
+  const size_t cache_floats = static_cast<size_t>(num_blocks * bs * kv_heads * d);
+  const Buffer k_buf(cache_floats * sizeof(float)), v_buf(cache_floats * sizeof(float));
+  float* kc = static_cast<float*>(k_buf.p);
+  float* vc = static_cast<float*>(v_buf.p);
+  const float f32_fill = 0.01f;
+  uint32_t fill = 0x3c243c24u;
+  if (shape.kv != DType::kBF16) std::memcpy(&fill, &f32_fill, sizeof fill);
+  for (size_t i = 0; i < cache_floats; ++i) {
+    std::memcpy(kc + i, &fill, sizeof fill);
+    std::memcpy(vc + i, &fill, sizeof fill);
   }
-  const std::vector<float> vc = kc;
   std::vector<int32_t> table(static_cast<size_t>(num_blocks));
   for (int64_t i = 0; i < num_blocks; ++i) table[i] = static_cast<int32_t>(i);
   std::vector<int32_t> qs(static_cast<size_t>(batch + 1)), ctxs(static_cast<size_t>(batch), ctx);
   for (int64_t s = 0; s <= batch; ++s) qs[s] = static_cast<int32_t>(s * n_new);
   std::vector<float> q(static_cast<size_t>(batch * n_new * heads * d), 0.1f), out(q.size());
   PagedAttentionParams p{.q = q.data(), .q_stride = heads * d, .out = out.data(),
-                         .out_stride = heads * d, .k_cache = kc.data(), .v_cache = vc.data(),
+                         .out_stride = heads * d, .k_cache = kc, .v_cache = vc,
                          .num_blocks = num_blocks, .block_size = bs, .num_seqs = batch,
                          .query_start = qs.data(), .context_lens = ctxs.data(),
                          .block_tables = table.data(), .block_table_stride = blocks_per_seq,
