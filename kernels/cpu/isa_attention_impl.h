@@ -224,9 +224,32 @@ constexpr int kDotGroups = kRunVecs<T> == 1 ? 2 : 1;
 // that one segment fills from its first slot (every block of >= kKeyTile
 // keys) is zipped straight from the cache; any other (small blocks, a
 // sliding window starting inside it) is staged through a zero tile first.
+// K pairs of one slot group through masked zips (any d, any fill n):
+// kp[i * VR + gr * VG + c] as ZipDotGroup lays them out.
+template <class T>
+void ZipKeys(const uint16_t* kt, int64_t kt_stride, int64_t d, int64_t n, int64_t gr,
+             typename T::Bf16Pairs* kp) {
+  constexpr int L = T::kLanes;
+  constexpr int VG = kRunVecs<T>;
+  constexpr int VR = VG * static_cast<int>(kDotRunSlots / kKeyTile);
+  const int64_t dpairs = (d + 1) / 2;
+  for (int64_t i = 0; i < dpairs; ++i) {
+    const uint16_t* r0 = kt + 2 * i * kt_stride;
+    const bool has_r1 = 2 * i + 1 < d;
+    #pragma GCC unroll 16
+    for (int c = 0; c < VG; ++c) {
+      const int64_t left = n - c * L;
+      const int64_t nn = left <= 0 ? 0 : left >= L ? L : left;
+      kp[i * VR + gr * VG + c] = T::ZipBf16(r0 + c * L, nn, has_r1 ? r0 + kt_stride + c * L : nullptr,
+                                            has_r1 ? nn : 0);
+    }
+  }
+}
+
 template <class T>
 void ZipDotGroup(const Bf16DotRun& a, int64_t gr, int64_t seg_begin, int64_t seg_end,
                  uint16_t* stage, typename T::Bf16Pairs* kp, typename T::Bf16Pairs* vp) {
+  using Pairs = typename T::Bf16Pairs;
   constexpr int L = T::kLanes;
   constexpr int VG = kRunVecs<T>;
   constexpr int VR = VG * static_cast<int>(kDotRunSlots / kKeyTile);
@@ -252,16 +275,22 @@ void ZipDotGroup(const Bf16DotRun& a, int64_t gr, int64_t seg_begin, int64_t seg
     kt = stage;
     kt_stride = kKeyTile;
   }
-  for (int64_t i = 0; i < dpairs; ++i) {
-    const uint16_t* r0 = kt + 2 * i * kt_stride;
-    const bool has_r1 = 2 * i + 1 < d;
-    #pragma GCC unroll 16
-    for (int c = 0; c < VG; ++c) {
-      const int64_t left = n - c * L;
-      const int64_t nn = left <= 0 ? 0 : left >= L ? L : left;
-      kp[i * VR + gr * VG + c] = T::ZipBf16(r0 + c * L, nn, has_r1 ? r0 + kt_stride + c * L : nullptr,
-                                            has_r1 ? nn : 0);
+  // Traits with unmasked zips (AVX-512) take them for whole groups.
+  constexpr bool kFullZips = requires(const uint16_t* x, Pairs* o) {
+    T::ZipBf16Full(x, x);
+    T::ZipBf16Full2(x, x, o, o);
+  };
+  if constexpr (kFullZips) {
+    if ((n == kKeyTile || !direct) && d % 2 == 0 && VG == 1) {
+      for (int64_t i = 0; i < dpairs; ++i) {
+        const uint16_t* r0 = kt + 2 * i * kt_stride;
+        kp[i * VR + gr] = T::ZipBf16Full(r0, r0 + kt_stride);
+      }
+    } else {
+      ZipKeys<T>(kt, kt_stride, d, n, gr, kp);
     }
+  } else {
+    ZipKeys<T>(kt, kt_stride, d, n, gr, kp);
   }
   const uint16_t* vb = s0.v;
   if (!direct) {
@@ -273,7 +302,19 @@ void ZipDotGroup(const Bf16DotRun& a, int64_t gr, int64_t seg_begin, int64_t seg
     vb = stage;
   }
   const int64_t pairs = (n + 1) / 2;
-  for (int64_t c = 0; c < dvecs; ++c) {
+  int64_t c = 0;
+  if constexpr (kFullZips) {
+    if (n == kKeyTile) {
+      for (; c + 2 <= d / L; c += 2) {
+        for (int64_t j = 0; j < pairs; ++j) {
+          const uint16_t* v0 = vb + 2 * j * d + c * L;
+          Pairs* o = vp + c * kRunPairs + gr * (kKeyTile / 2) + j;
+          T::ZipBf16Full2(v0, v0 + d, o, o + kRunPairs);
+        }
+      }
+    }
+  }
+  for (; c < dvecs; ++c) {
     const int64_t nc = d - c * L < L ? d - c * L : L;
     for (int64_t j = 0; j < pairs; ++j) {
       const uint16_t* v0 = vb + 2 * j * d + c * L;

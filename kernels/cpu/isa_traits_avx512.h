@@ -117,6 +117,36 @@ struct Avx512 {
     return _mm512_permutexvar_epi16(index,
                                     _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
   }
+  // ZipBf16 of two whole runs (na = nb = kLanes), unmasked; one load when
+  // b follows a (rows of a 16-slot key tile).
+  static Bf16Pairs ZipBf16Full(const uint16_t* a, const uint16_t* b) {
+    const __m512i ab =
+        b == a + kLanes
+            ? _mm512_loadu_si512(a)
+            : _mm512_inserti64x4(
+                  _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a))),
+                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)), 1);
+    const __m512i index = _mm512_set_epi32(
+        0x001f000f, 0x001e000e, 0x001d000d, 0x001c000c, 0x001b000b, 0x001a000a, 0x00190009,
+        0x00180008, 0x00170007, 0x00160006, 0x00150005, 0x00140004, 0x00130003, 0x00120002,
+        0x00110001, 0x00100000);
+    return _mm512_permutexvar_epi16(index, ab);
+  }
+  // Two ZipBf16Full at once, of a[0, 2 kLanes) and b[0, 2 kLanes): *lo
+  // pairs elements [0, kLanes), *hi elements [kLanes, 2 kLanes). Two loads
+  // and two two-source permutes for two vectors of pairs.
+  static void ZipBf16Full2(const uint16_t* a, const uint16_t* b, Bf16Pairs* lo, Bf16Pairs* hi) {
+    const __m512i va = _mm512_loadu_si512(a), vb = _mm512_loadu_si512(b);
+    // 16-bit lane 2i takes element i of a, lane 2i + 1 element i of b
+    // (index 32 + i); hi the same 16 elements further.
+    const __m512i index_lo = _mm512_set_epi32(
+        0x002f000f, 0x002e000e, 0x002d000d, 0x002c000c, 0x002b000b, 0x002a000a, 0x00290009,
+        0x00280008, 0x00270007, 0x00260006, 0x00250005, 0x00240004, 0x00230003, 0x00220002,
+        0x00210001, 0x00200000);
+    const __m512i index_hi = _mm512_add_epi16(index_lo, _mm512_set1_epi16(16));
+    *lo = _mm512_permutex2var_epi16(va, index_lo, vb);
+    *hi = _mm512_permutex2var_epi16(va, index_hi, vb);
+  }
   // The same pair (two bf16 values as one 32-bit word) in every lane.
   static Bf16Pairs SplatPair(uint32_t pair) { return _mm512_set1_epi32(static_cast<int>(pair)); }
 
