@@ -216,14 +216,6 @@ constexpr int64_t kDotRowBatch = 64;
 template <class T>
 constexpr int kDotGroups = kRunVecs<T> == 1 ? 2 : 1;
 
-// A run is kDotRunSlots / kKeyTile slot groups of kKeyTile slots (kRunVecs
-// vectors each). The K and V pairs of group gr go to kp[i * VR + gr * VG + c]
-// (keys [c L, c L + L) of the group, K rows 2i and 2i + 1) and
-// vp[c * kRunPairs + gr * kKeyTile / 2 + j] (elements [c L, c L + L) of the
-// group's keys 2j and 2j + 1); slots without a key read as zero. A group
-// that one segment fills from its first slot (every block of >= kKeyTile
-// keys) is zipped straight from the cache; any other (small blocks, a
-// sliding window starting inside it) is staged through a zero tile first.
 // K pairs of one slot group through masked zips (any d, any fill n):
 // kp[i * VR + gr * VG + c] as ZipDotGroup lays them out.
 template <class T>
@@ -246,6 +238,14 @@ void ZipKeys(const uint16_t* kt, int64_t kt_stride, int64_t d, int64_t n, int64_
   }
 }
 
+// A run is kDotRunSlots / kKeyTile slot groups of kKeyTile slots (kRunVecs
+// vectors each). The K and V pairs of group gr go to kp[i * VR + gr * VG + c]
+// (keys [c L, c L + L) of the group, K rows 2i and 2i + 1) and
+// vp[c * kRunPairs + gr * kKeyTile / 2 + j] (elements [c L, c L + L) of the
+// group's keys 2j and 2j + 1); slots without a key read as zero. A group
+// that one segment fills from its first slot (every block of >= kKeyTile
+// keys) is zipped straight from the cache; any other (small blocks, a
+// sliding window starting inside it) is staged through a zero tile first.
 template <class T>
 void ZipDotGroup(const Bf16DotRun& a, int64_t gr, int64_t seg_begin, int64_t seg_end,
                  uint16_t* stage, typename T::Bf16Pairs* kp, typename T::Bf16Pairs* vp) {
@@ -275,7 +275,8 @@ void ZipDotGroup(const Bf16DotRun& a, int64_t gr, int64_t seg_begin, int64_t seg
     kt = stage;
     kt_stride = kKeyTile;
   }
-  // Traits with unmasked zips (AVX-512) take them for whole groups.
+  // Traits with unmasked zips (AVX-512) take them for groups whose 16 slots
+  // may all be read: full ones, and staged ones (the zero tile).
   constexpr bool kFullZips = requires(const uint16_t* x, Pairs* o) {
     T::ZipBf16Full(x, x);
     T::ZipBf16Full2(x, x, o, o);
