@@ -216,15 +216,34 @@ constexpr int64_t kDotRowBatch = 64;
 template <class T>
 constexpr int kDotGroups = kRunVecs<T> == 1 ? 2 : 1;
 
-// K pairs of one slot group through masked zips (any d, any fill n):
-// kp[i * VR + gr * VG + c] as ZipDotGroup lays them out.
+// Traits with unmasked zips (AVX-512: ZipBf16Full, ZipBf16Full2) take them
+// for a group whose kKeyTile slots may all be read: a full one, or one
+// staged through the zero tile.
 template <class T>
-void ZipKeys(const uint16_t* kt, int64_t kt_stride, int64_t d, int64_t n, int64_t gr,
+constexpr bool kFullZips = requires(const uint16_t* x, typename T::Bf16Pairs* o) {
+  T::ZipBf16Full(x, x);
+  T::ZipBf16Full2(x, x, o, o);
+};
+
+// The K pairs of slot group gr (rows of kt_stride, slots [0, n) valid,
+// `whole`: all kKeyTile slots readable) into kp[i * VR + gr * VG + c], as
+// ZipDotGroup lays them out.
+template <class T>
+void ZipKeys(const uint16_t* kt, int64_t kt_stride, int64_t d, int64_t n, bool whole, int64_t gr,
              typename T::Bf16Pairs* kp) {
   constexpr int L = T::kLanes;
   constexpr int VG = kRunVecs<T>;
   constexpr int VR = VG * static_cast<int>(kDotRunSlots / kKeyTile);
   const int64_t dpairs = (d + 1) / 2;
+  if constexpr (kFullZips<T> && VG == 1) {
+    if (whole && d % 2 == 0) {
+      for (int64_t i = 0; i < dpairs; ++i) {
+        const uint16_t* r0 = kt + 2 * i * kt_stride;
+        kp[i * VR + gr] = T::ZipBf16Full(r0, r0 + kt_stride);
+      }
+      return;
+    }
+  }
   for (int64_t i = 0; i < dpairs; ++i) {
     const uint16_t* r0 = kt + 2 * i * kt_stride;
     const bool has_r1 = 2 * i + 1 < d;
@@ -234,6 +253,36 @@ void ZipKeys(const uint16_t* kt, int64_t kt_stride, int64_t d, int64_t n, int64_
       const int64_t nn = left <= 0 ? 0 : left >= L ? L : left;
       kp[i * VR + gr * VG + c] = T::ZipBf16(r0 + c * L, nn, has_r1 ? r0 + kt_stride + c * L : nullptr,
                                             has_r1 ? nn : 0);
+    }
+  }
+}
+
+// The V pairs of slot group gr (keys [0, n) of d elements from vb) into
+// vp[c * kRunPairs + gr * kKeyTile / 2 + j], as ZipDotGroup lays them out;
+// two vectors of d at a time where the zips need no masks.
+template <class T>
+void ZipValues(const uint16_t* vb, int64_t d, int64_t n, int64_t gr, typename T::Bf16Pairs* vp) {
+  constexpr int L = T::kLanes;
+  constexpr int64_t kRunPairs = kDotRunSlots / 2;
+  const int64_t pairs = (n + 1) / 2, dvecs = (d + L - 1) / L;
+  typename T::Bf16Pairs* out = vp + gr * (kKeyTile / 2);
+  int64_t c = 0;
+  if constexpr (kFullZips<T>) {
+    if (n == kKeyTile) {
+      for (; c + 2 <= d / L; c += 2) {
+        for (int64_t j = 0; j < pairs; ++j) {
+          const uint16_t* v0 = vb + 2 * j * d + c * L;
+          T::ZipBf16Full2(v0, v0 + d, out + c * kRunPairs + j, out + (c + 1) * kRunPairs + j);
+        }
+      }
+    }
+  }
+  for (; c < dvecs; ++c) {
+    const int64_t nc = d - c * L < L ? d - c * L : L;
+    for (int64_t j = 0; j < pairs; ++j) {
+      const uint16_t* v0 = vb + 2 * j * d + c * L;
+      const bool has_v1 = 2 * j + 1 < n;
+      out[c * kRunPairs + j] = T::ZipBf16(v0, nc, has_v1 ? v0 + d : nullptr, has_v1 ? nc : 0);
     }
   }
 }
@@ -249,81 +298,33 @@ void ZipKeys(const uint16_t* kt, int64_t kt_stride, int64_t d, int64_t n, int64_
 template <class T>
 void ZipDotGroup(const Bf16DotRun& a, int64_t gr, int64_t seg_begin, int64_t seg_end,
                  uint16_t* stage, typename T::Bf16Pairs* kp, typename T::Bf16Pairs* vp) {
-  using Pairs = typename T::Bf16Pairs;
-  constexpr int L = T::kLanes;
-  constexpr int VG = kRunVecs<T>;
-  constexpr int VR = VG * static_cast<int>(kDotRunSlots / kKeyTile);
-  constexpr int64_t kRunPairs = kDotRunSlots / 2;
-  const int64_t d = a.d, dpairs = (d + 1) / 2, dvecs = (d + L - 1) / L;
+  const int64_t d = a.d;
   const int64_t g0 = gr * kKeyTile;
   const Bf16DotSegment& s0 = a.segs[seg_begin];
   const Bf16DotSegment& s1 = a.segs[seg_end - 1];
   const int64_t n = s1.slot + s1.count - g0;  // the group's slots [0, n) are read
   const bool direct = seg_end - seg_begin == 1 && s0.slot == g0;
-  const uint16_t* kt = s0.k;
-  int64_t kt_stride = a.k_stride;
-  if (!direct) {
-    for (int64_t i = 0; i < d * kKeyTile; ++i) stage[i] = 0;
-    for (int64_t sg = seg_begin; sg < seg_end; ++sg) {
-      const Bf16DotSegment& seg = a.segs[sg];
-      for (int64_t i = 0; i < d; ++i) {
-        for (int64_t j = 0; j < seg.count; ++j) {
-          stage[i * kKeyTile + (seg.slot - g0) + j] = seg.k[i * a.k_stride + j];
-        }
-      }
-    }
-    kt = stage;
-    kt_stride = kKeyTile;
+  if (direct) {
+    ZipKeys<T>(s0.k, a.k_stride, d, n, n == kKeyTile, gr, kp);
+    ZipValues<T>(s0.v, d, n, gr, vp);
+    return;
   }
-  // Traits with unmasked zips (AVX-512) take them for groups whose 16 slots
-  // may all be read: full ones, and staged ones (the zero tile).
-  constexpr bool kFullZips = requires(const uint16_t* x, Pairs* o) {
-    T::ZipBf16Full(x, x);
-    T::ZipBf16Full2(x, x, o, o);
-  };
-  if constexpr (kFullZips) {
-    if ((n == kKeyTile || !direct) && d % 2 == 0 && VG == 1) {
-      for (int64_t i = 0; i < dpairs; ++i) {
-        const uint16_t* r0 = kt + 2 * i * kt_stride;
-        kp[i * VR + gr] = T::ZipBf16Full(r0, r0 + kt_stride);
-      }
-    } else {
-      ZipKeys<T>(kt, kt_stride, d, n, gr, kp);
-    }
-  } else {
-    ZipKeys<T>(kt, kt_stride, d, n, gr, kp);
-  }
-  const uint16_t* vb = s0.v;
-  if (!direct) {
-    for (int64_t i = 0; i < n * d; ++i) stage[i] = 0;
-    for (int64_t sg = seg_begin; sg < seg_end; ++sg) {
-      const Bf16DotSegment& seg = a.segs[sg];
-      for (int64_t i = 0; i < seg.count * d; ++i) stage[(seg.slot - g0) * d + i] = seg.v[i];
-    }
-    vb = stage;
-  }
-  const int64_t pairs = (n + 1) / 2;
-  int64_t c = 0;
-  if constexpr (kFullZips) {
-    if (n == kKeyTile) {
-      for (; c + 2 <= d / L; c += 2) {
-        for (int64_t j = 0; j < pairs; ++j) {
-          const uint16_t* v0 = vb + 2 * j * d + c * L;
-          Pairs* o = vp + c * kRunPairs + gr * (kKeyTile / 2) + j;
-          T::ZipBf16Full2(v0, v0 + d, o, o + kRunPairs);
-        }
+  for (int64_t i = 0; i < d * kKeyTile; ++i) stage[i] = 0;
+  for (int64_t sg = seg_begin; sg < seg_end; ++sg) {
+    const Bf16DotSegment& seg = a.segs[sg];
+    for (int64_t i = 0; i < d; ++i) {
+      for (int64_t j = 0; j < seg.count; ++j) {
+        stage[i * kKeyTile + (seg.slot - g0) + j] = seg.k[i * a.k_stride + j];
       }
     }
   }
-  for (; c < dvecs; ++c) {
-    const int64_t nc = d - c * L < L ? d - c * L : L;
-    for (int64_t j = 0; j < pairs; ++j) {
-      const uint16_t* v0 = vb + 2 * j * d + c * L;
-      const bool has_v1 = 2 * j + 1 < n;
-      vp[c * kRunPairs + gr * (kKeyTile / 2) + j] =
-          T::ZipBf16(v0, nc, has_v1 ? v0 + d : nullptr, has_v1 ? nc : 0);
-    }
+  ZipKeys<T>(stage, kKeyTile, d, n, /*whole=*/true, gr, kp);
+  for (int64_t i = 0; i < n * d; ++i) stage[i] = 0;
+  for (int64_t sg = seg_begin; sg < seg_end; ++sg) {
+    const Bf16DotSegment& seg = a.segs[sg];
+    for (int64_t i = 0; i < seg.count * d; ++i) stage[(seg.slot - g0) * d + i] = seg.v[i];
   }
+  ZipValues<T>(stage, d, n, gr, vp);
 }
 
 // Walks Bf16DotRun::prefetch a few cache lines at a time, so that the next

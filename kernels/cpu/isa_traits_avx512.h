@@ -103,34 +103,30 @@ struct Avx512 {
   static void StoreBf16(uint16_t* out, Vec v) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), (__m256i)_mm512_cvtneps_pbh(v));
   }
+  // 16-bit lane 2i takes element i of v's low half, lane 2i + 1 element i
+  // of its high half.
+  static Bf16Pairs ZipHalves(__m512i v) {
+    const __m512i index = _mm512_set_epi32(
+        0x001f000f, 0x001e000e, 0x001d000d, 0x001c000c, 0x001b000b, 0x001a000a, 0x00190009,
+        0x00180008, 0x00170007, 0x00160006, 0x00150005, 0x00140004, 0x00130003, 0x00120002,
+        0x00110001, 0x00100000);
+    return _mm512_permutexvar_epi16(index, v);
+  }
   // Pair i = (a[i], b[i]): two runs of bf16 values zipped so that one
   // vdpbf16ps multiplies both. Only a[0, na) and b[0, nb) are read (the
   // rest is zero). REQUIRES: 0 <= na, nb <= kLanes.
   static Bf16Pairs ZipBf16(const uint16_t* a, int64_t na, const uint16_t* b, int64_t nb) {
     const __m256i lo = _mm256_maskz_loadu_epi16(TailMask(na), a);
     const __m256i hi = nb > 0 ? _mm256_maskz_loadu_epi16(TailMask(nb), b) : _mm256_setzero_si256();
-    // 16-bit lane 2i takes element i of lo, lane 2i + 1 element i of hi.
-    const __m512i index = _mm512_set_epi32(
-        0x001f000f, 0x001e000e, 0x001d000d, 0x001c000c, 0x001b000b, 0x001a000a, 0x00190009,
-        0x00180008, 0x00170007, 0x00160006, 0x00150005, 0x00140004, 0x00130003, 0x00120002,
-        0x00110001, 0x00100000);
-    return _mm512_permutexvar_epi16(index,
-                                    _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
+    return ZipHalves(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
   }
   // ZipBf16 of two whole runs (na = nb = kLanes), unmasked; one load when
   // b follows a (rows of a 16-slot key tile).
   static Bf16Pairs ZipBf16Full(const uint16_t* a, const uint16_t* b) {
-    const __m512i ab =
-        b == a + kLanes
-            ? _mm512_loadu_si512(a)
-            : _mm512_inserti64x4(
-                  _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a))),
-                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)), 1);
-    const __m512i index = _mm512_set_epi32(
-        0x001f000f, 0x001e000e, 0x001d000d, 0x001c000c, 0x001b000b, 0x001a000a, 0x00190009,
-        0x00180008, 0x00170007, 0x00160006, 0x00150005, 0x00140004, 0x00130003, 0x00120002,
-        0x00110001, 0x00100000);
-    return _mm512_permutexvar_epi16(index, ab);
+    if (b == a + kLanes) return ZipHalves(_mm512_loadu_si512(a));
+    return ZipHalves(_mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a))),
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)), 1));
   }
   // Two ZipBf16Full at once, of a[0, 2 kLanes) and b[0, 2 kLanes): *lo
   // pairs elements [0, kLanes), *hi elements [kLanes, 2 kLanes). Two loads
